@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Same-machine throughput/latency/memory comparison of CoAP servers on loopback:
+#
+#   corium   `corium serve --bind 127.0.0.1:PORT`           path /test
+#   libcoap  `coap-server-notls -A 127.0.0.1 -p PORT`      path /time
+#   ceiling  `udp-ceiling --bind 127.0.0.1:PORT`           (any path; no parsing)
+#
+# Each server is started alone, its idle RSS is read from /proc/PID/status
+# (VmRSS, after BENCH_IDLE seconds), then the same load is applied with the one
+# load generator, `corium bench URI --sockets N --window W --duration S [--non]`,
+# whose last line is `RESULT rps=.. p50_us=.. p99_us=.. sent=.. ok=.. lost=..`.
+# Peak RSS (VmHWM) is read after the load. The server is then stopped (SIGTERM).
+#
+# CPU pinning: with `taskset` and >= 2 CPUs the server runs on CPU
+# BENCH_SERVER_CPU (0) and the load generator on BENCH_CLIENT_CPU (1), so each
+# side gets exactly one core and they do not steal from each other.
+# BENCH_PIN=0 disables pinning.
+#
+# Output: a markdown report on stdout, also written to bench/results/latest.md.
+#
+# Environment (defaults in brackets):
+#   BENCH_SOCKETS [2] BENCH_WINDOW [32] BENCH_DURATION [10] BENCH_NON [0: CON]
+#   BENCH_WARMUP [1]  seconds of untimed load before the measured run (0 = none)
+#   BENCH_IDLE [2]    seconds a server idles before its RSS is read
+#   BENCH_SERVERS ["corium libcoap ceiling"]  subset/order to run
+#   BENCH_PORT_BASE [56830]  corium +1, libcoap +2, ceiling +3
+#   BENCH_CORIUM_PATH [/test] BENCH_LIBCOAP_PATH [/time] BENCH_CEILING_PATH [/ceiling]
+#   BENCH_PIN [auto] BENCH_SERVER_CPU [0] BENCH_CLIENT_CPU [1]
+#   BENCH_NO_BUILD [0]  skip `cargo build --release`
+#   BENCH_OUT [bench/results/latest.md]
+#   BENCH_RUST_LOG [warn]  RUST_LOG for `corium serve`
+#
+# Only loopback addresses are ever used. Every run is bounded by
+# BENCH_DURATION (+ a fixed grace period).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+SOCKETS="${BENCH_SOCKETS:-2}"
+WINDOW="${BENCH_WINDOW:-32}"
+DURATION="${BENCH_DURATION:-10}"
+NON="${BENCH_NON:-0}"
+WARMUP="${BENCH_WARMUP:-1}"
+IDLE="${BENCH_IDLE:-2}"
+SERVERS="${BENCH_SERVERS:-corium libcoap ceiling}"
+PORT_BASE="${BENCH_PORT_BASE:-56830}"
+CORIUM_PATH="${BENCH_CORIUM_PATH:-/test}"
+LIBCOAP_PATH="${BENCH_LIBCOAP_PATH:-/time}"
+CEILING_PATH="${BENCH_CEILING_PATH:-/ceiling}"
+PIN="${BENCH_PIN:-auto}"
+SERVER_CPU="${BENCH_SERVER_CPU:-0}"
+CLIENT_CPU="${BENCH_CLIENT_CPU:-1}"
+OUT="${BENCH_OUT:-$REPO/bench/results/latest.md}"
+HOST=127.0.0.1
+NON_NOTE=""
+if [ "$NON" = 1 ] && [[ " $SERVERS " == *" ceiling "* ]]; then
+    # udp-ceiling answers CON requests only (by design), so it has no NON row.
+    SERVERS="$(tr ' ' '\n' <<<"$SERVERS" | grep -vx ceiling | tr '\n' ' ')"
+    NON_NOTE="- ceiling skipped: udp-ceiling answers CON requests only."
+fi
+
+die() {
+    echo "peers.sh: ERROR: $*" >&2
+    exit 1
+}
+
+# --- build ---------------------------------------------------------------------
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    echo "peers.sh: cargo build --release -p corium-cli -p udp-ceiling" >&2
+    cargo build --release -q -p corium-cli -p udp-ceiling >&2 || die "release build failed"
+fi
+CORIUM="$TARGET_DIR/release/corium"
+CEILING="$TARGET_DIR/release/udp-ceiling"
+[ -x "$CORIUM" ] || die "$CORIUM not found (build corium-cli)"
+case " $SERVERS " in *" ceiling "*) [ -x "$CEILING" ] || die "$CEILING not found" ;; esac
+case " $SERVERS " in
+    *" libcoap "*)
+        command -v coap-server-notls >/dev/null 2>&1 ||
+            die "coap-server-notls missing: run scripts/install-peers.sh"
+        ;;
+esac
+
+# --- pinning -------------------------------------------------------------------
+SERVER_PIN=()
+CLIENT_PIN=()
+PIN_NOTE="not pinned"
+if [ "$PIN" != 0 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+    SERVER_PIN=(taskset -c "$SERVER_CPU")
+    CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+    PIN_NOTE="server on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU (taskset)"
+elif [ "$PIN" = 1 ]; then
+    die "BENCH_PIN=1 but taskset is missing or fewer than 2 CPUs"
+fi
+
+LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/corium-bench.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# True when something listens on UDP port $1 (IPv4 or IPv6), from /proc/net.
+udp_bound() {
+    local hex
+    hex="$(printf '%04X' "$1")"
+    awk -v p=":$hex" 'FNR > 1 && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' \
+        /proc/net/udp /proc/net/udp6 2>/dev/null
+}
+
+status_kib() { # PID FIELD -> value in kB from /proc/PID/status
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || true
+}
+
+kv() { # KEY LINE -> value of KEY=value in LINE
+    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -1
+}
+
+declare -A RPS P50 P99 SENT OK LOST RSS HWM PATHS
+FAILED=0
+
+run_server() {
+    local name="$1" port="$2" path="$3"
+    shift 3
+    local log="$LOGDIR/$name-server.log"
+    echo "peers.sh: [$name] starting: $*" >&2
+    "${SERVER_PIN[@]}" "$@" >"$log" 2>&1 &
+    SERVER_PID=$!
+    local _
+    for _ in $(seq 100); do
+        udp_bound "$port" && break
+        kill -0 "$SERVER_PID" 2>/dev/null || {
+            echo "peers.sh: [$name] server exited early; log:" >&2
+            tail -20 "$log" >&2
+            SERVER_PID=""
+            FAILED=1
+            return 0
+        }
+        sleep 0.1
+    done
+    udp_bound "$port" || {
+        echo "peers.sh: [$name] did not bind UDP $port within 10 s" >&2
+        FAILED=1
+        cleanup
+        SERVER_PID=""
+        return 0
+    }
+    sleep "$IDLE"
+    RSS[$name]="$(status_kib "$SERVER_PID" VmRSS)"
+    PATHS[$name]="$path"
+
+    local uri="coap://$HOST:$port$path"
+    local nonarg=()
+    [ "$NON" = 1 ] && nonarg=(--non)
+    if [ "$WARMUP" != 0 ]; then
+        timeout $((WARMUP + 30)) "${CLIENT_PIN[@]}" "$CORIUM" bench "$uri" --sockets "$SOCKETS" \
+            --window "$WINDOW" --duration "$WARMUP" "${nonarg[@]}" >"$LOGDIR/$name-warmup.log" 2>&1 || true
+    fi
+    echo "peers.sh: [$name] corium bench $uri --sockets $SOCKETS --window $WINDOW --duration $DURATION ${nonarg[*]}" >&2
+    local out="$LOGDIR/$name-bench.log" rc=0
+    timeout $((DURATION + 30)) "${CLIENT_PIN[@]}" "$CORIUM" bench "$uri" --sockets "$SOCKETS" \
+        --window "$WINDOW" --duration "$DURATION" "${nonarg[@]}" >"$out" 2>&1 || rc=$?
+    HWM[$name]="$(status_kib "$SERVER_PID" VmHWM)"
+    local line
+    line="$(grep '^RESULT ' "$out" | tail -1 || true)"
+    if [ -z "$line" ]; then
+        echo "peers.sh: [$name] no RESULT line (exit $rc); output:" >&2
+        tail -20 "$out" >&2
+        FAILED=1
+    else
+        RPS[$name]="$(kv rps "$line")"
+        P50[$name]="$(kv p50_us "$line")"
+        P99[$name]="$(kv p99_us "$line")"
+        SENT[$name]="$(kv sent "$line")"
+        OK[$name]="$(kv ok "$line")"
+        LOST[$name]="$(kv lost "$line")"
+    fi
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+for s in $SERVERS; do
+    case "$s" in
+        corium)
+            port=$((PORT_BASE + 1))
+            RUST_LOG="${BENCH_RUST_LOG:-warn}" run_server corium "$port" "$CORIUM_PATH" \
+                "$CORIUM" serve --bind "$HOST:$port"
+            ;;
+        libcoap)
+            port=$((PORT_BASE + 2))
+            run_server libcoap "$port" "$LIBCOAP_PATH" coap-server-notls -A "$HOST" -p "$port"
+            ;;
+        ceiling)
+            port=$((PORT_BASE + 3))
+            run_server ceiling "$port" "$CEILING_PATH" "$CEILING" --bind "$HOST:$port"
+            ;;
+        *) die "unknown server '$s' in BENCH_SERVERS (corium, libcoap, ceiling)" ;;
+    esac
+done
+
+# --- report --------------------------------------------------------------------
+ratio() { # A B -> A/B with 2 decimals, or n/a
+    awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
+        if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'
+}
+fmt_rps() { awk -v r="${1:-}" 'BEGIN { if (r == "") print "—"; else printf "%.0f\n", r }'; }
+val() { if [ -n "${1:-}" ]; then echo "$1"; else echo "—"; fi; }
+
+libcoap_ver="$(dpkg-query -W -f='${Version}' libcoap3-bin 2>/dev/null || echo '?')"
+if commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)"; then
+    git -C "$REPO" diff --quiet HEAD 2>/dev/null || commit="$commit (dirty)"
+else
+    commit="none"
+fi
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+mode=CON
+[ "$NON" = 1 ] && mode=NON
+
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# CoAP server comparison (loopback)"
+    echo
+    echo "- date: $(date -u +%FT%TZ), commit: $commit"
+    echo "- machine: $(nproc) CPUs (${cpu:-unknown}), $(uname -sr)"
+    echo "- load: \`corium bench URI --sockets $SOCKETS --window $WINDOW --duration $DURATION\`, $mode requests, warm-up ${WARMUP}s"
+    echo "- pinning: $PIN_NOTE"
+    echo "- libcoap: coap-server-notls $libcoap_ver (Debian libcoap3-bin)"
+    echo
+    echo "| server | path | rps | p50 µs | p99 µs | sent | ok | lost | idle RSS KiB | peak RSS KiB |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in $SERVERS; do
+        echo "| $s | $(val "${PATHS[$s]:-}") | $(fmt_rps "${RPS[$s]:-}") | $(val "${P50[$s]:-}") | $(val "${P99[$s]:-}") | $(val "${SENT[$s]:-}") | $(val "${OK[$s]:-}") | $(val "${LOST[$s]:-}") | $(val "${RSS[$s]:-}") | $(val "${HWM[$s]:-}") |"
+    done
+    echo
+    echo "Ratios (corium / other):"
+    echo
+    echo "- rps corium/libcoap: $(ratio "${RPS[corium]:-}" "${RPS[libcoap]:-}")"
+    echo "- rps corium/ceiling: $(ratio "${RPS[corium]:-}" "${RPS[ceiling]:-}")"
+    echo "- p50 corium/libcoap: $(ratio "${P50[corium]:-}" "${P50[libcoap]:-}")"
+    echo "- p99 corium/libcoap: $(ratio "${P99[corium]:-}" "${P99[libcoap]:-}")"
+    echo "- idle RSS corium/libcoap: $(ratio "${RSS[corium]:-}" "${RSS[libcoap]:-}")"
+    echo
+    echo "Notes:"
+    echo
+    echo "- Every response is a piggybacked ACK 2.05 (CON) or a NON 2.05 (NON); no block-wise, no separate responses."
+    echo "- corium serves \`$CORIUM_PATH\`, its built-in test resource."
+    echo "- libcoap's example server has no equivalent static resource: \`/time\` is its smallest"
+    echo "  piggybacked 2.05 (about 15 bytes of formatted current time plus Max-Age: 1; the handler"
+    echo "  calls time()/strftime() per request). \`/\` is a static 137-byte text with Max-Age."
+    echo "  libcoap keeps one session per client endpoint and does duplicate detection."
+    echo "- udp-ceiling parses only the 4-byte header and token and answers a 7-byte payload"
+    echo "  from a single thread with no state: the loopback UDP path's ceiling on this machine."
+    [ -n "$NON_NOTE" ] && echo "$NON_NOTE"
+    echo "- RSS is VmRSS from /proc/PID/status after ${IDLE}s idle; peak RSS is VmHWM after the load."
+    echo "- Logs of this run: $LOGDIR"
+} | tee "$OUT"
+
+exit "$FAILED"

@@ -1,0 +1,165 @@
+//! Transmission parameters (RFC 7252 §4.8) and the endpoint's table limits.
+//!
+//! Every limit a peer can push against is a named, documented field here, so a deployment
+//! can size the endpoint for its memory budget.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use corium_wire::OptionNumber;
+
+/// The transmission parameters of RFC 7252 §4.8, and the values derived from them (§4.8.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransmissionParameters {
+    /// ACK_TIMEOUT: the initial retransmission timeout before randomisation (default 2 s).
+    pub ack_timeout: Duration,
+    /// ACK_RANDOM_FACTOR: the initial timeout is drawn from
+    /// `[ack_timeout, ack_timeout * ack_random_factor]` (default 1.5, must be ≥ 1).
+    pub ack_random_factor: f32,
+    /// MAX_RETRANSMIT: retransmissions of a Confirmable message before giving up (default 4).
+    pub max_retransmit: u32,
+    /// NSTART: outstanding interactions per peer (RFC 7252 §4.7, default 1).
+    pub nstart: usize,
+    /// DEFAULT_LEISURE: the window in which a multicast response is sent (§8.2, default 5 s).
+    pub default_leisure: Duration,
+    /// PROBING_RATE in bytes per second towards a peer that does not answer (default 1).
+    pub probing_rate: u32,
+    /// MAX_LATENCY: the longest a datagram is expected to travel (default 100 s).
+    pub max_latency: Duration,
+    /// PROCESSING_DELAY: time a node takes to turn a CON around into its ACK (default
+    /// ACK_TIMEOUT).
+    pub processing_delay: Duration,
+}
+
+impl Default for TransmissionParameters {
+    fn default() -> Self {
+        TransmissionParameters {
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+            nstart: 1,
+            default_leisure: Duration::from_secs(5),
+            probing_rate: 1,
+            max_latency: Duration::from_secs(100),
+            processing_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl TransmissionParameters {
+    /// The largest initial timeout, `ack_timeout * ack_random_factor`.
+    pub fn max_initial_timeout(&self) -> Duration {
+        self.ack_timeout.mul_f32(self.ack_random_factor.max(1.0))
+    }
+
+    /// MAX_TRANSMIT_SPAN (§4.8.2): from the first transmission of a CON to its last
+    /// retransmission. 45 s with the defaults.
+    pub fn max_transmit_span(&self) -> Duration {
+        self.max_initial_timeout() * ((1u32 << self.max_retransmit.min(31)) - 1)
+    }
+
+    /// MAX_TRANSMIT_WAIT (§4.8.2): from the first transmission of a CON until the sender
+    /// gives up waiting for an ACK or RST. 93 s with the defaults.
+    pub fn max_transmit_wait(&self) -> Duration {
+        self.max_initial_timeout() * ((1u32 << (self.max_retransmit.min(30) + 1)) - 1)
+    }
+
+    /// EXCHANGE_LIFETIME (§4.8.2): how long a message ID of a CON stays in use. 247 s with
+    /// the defaults.
+    pub fn exchange_lifetime(&self) -> Duration {
+        self.max_transmit_span() + self.max_latency * 2 + self.processing_delay
+    }
+
+    /// NON_LIFETIME (§4.8.2): how long a message ID of a NON stays in use. 145 s with the
+    /// defaults.
+    pub fn non_lifetime(&self) -> Duration {
+        self.max_transmit_span() + self.max_latency
+    }
+}
+
+/// Configuration of an [`Endpoint`](crate::Endpoint).
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// The RFC 7252 §4.8 transmission parameters.
+    pub transmission: TransmissionParameters,
+    /// How long the server waits for the application's response to a Confirmable request
+    /// before it sends an empty ACK and turns the response into a separate one (§5.2.2).
+    /// Below ACK_TIMEOUT so that the client does not retransmit. Default 1 s.
+    pub separate_ack_delay: Duration,
+    /// Send separate responses as Confirmable (the default) or Non-confirmable (§5.2.2).
+    pub separate_response_confirmable: bool,
+    /// Length of the tokens this endpoint generates for its requests, 0..=8 (default 8).
+    /// Longer tokens are harder to guess off-path (RFC 7252 §5.3.1, RFC 9175 §4).
+    pub token_len: usize,
+    /// The longest token accepted in an incoming message (RFC 8974). Messages with longer
+    /// tokens are rejected as format errors. Default 32.
+    pub max_incoming_token_len: usize,
+    /// How long the client waits for a response when the request does not say otherwise.
+    /// Default MAX_TRANSMIT_WAIT (93 s).
+    pub default_request_timeout: Option<Duration>,
+    /// How long a message ID stays reserved after it was used for a message to a peer.
+    /// RFC 7252 §4.4 requires EXCHANGE_LIFETIME (the default, `None`). A load generator
+    /// talking to a server with a bounded deduplication cache may lower it.
+    pub message_id_lifetime: Option<Duration>,
+    /// Hard limit on requests this endpoint has sent and not finished (client exchanges).
+    /// `send_request` fails with [`SendError::TooManyExchanges`](crate::SendError) beyond it.
+    pub max_client_exchanges: usize,
+    /// Hard limit on requests received and not yet answered by the application. A new
+    /// Confirmable request beyond it is answered 5.03 with Max-Age, a Non-confirmable one
+    /// is dropped (RFC 8516 §3 suggests 4.29 for a single client; 5.03 is the overload code).
+    pub max_server_exchanges: usize,
+    /// Hard limit on requests received from one peer and not yet answered; beyond it the
+    /// peer gets 4.29 Too Many Requests (RFC 8516) with Max-Age.
+    pub max_server_exchanges_per_peer: usize,
+    /// Hard limit on the deduplication cache (RFC 7252 §4.5). When full, the oldest entry
+    /// is evicted: a very late duplicate may then be processed twice, which RFC 7252 §4.5
+    /// accepts for idempotent requests.
+    pub max_dedup_entries: usize,
+    /// Hard limit on per-peer state (message-ID allocation, NSTART accounting). Idle
+    /// peers are evicted, oldest first.
+    pub max_peers: usize,
+    /// Hard limit on requests waiting for an NSTART slot towards one peer.
+    pub max_queued_per_peer: usize,
+    /// Max-Age in seconds put on 5.03 / 4.29 answers given because a table is full.
+    pub overload_max_age: u32,
+    /// Critical options that a layer above the endpoint processes (block-wise, OSCORE,
+    /// a proxy), beyond those the endpoint handles itself. A request with any other
+    /// critical option is answered 4.02 Bad Option (RFC 7252 §5.4.1).
+    pub recognized_critical_options: Vec<OptionNumber>,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            transmission: TransmissionParameters::default(),
+            separate_ack_delay: Duration::from_secs(1),
+            separate_response_confirmable: true,
+            token_len: 8,
+            max_incoming_token_len: 32,
+            default_request_timeout: None,
+            message_id_lifetime: None,
+            max_client_exchanges: 65_536,
+            max_server_exchanges: 16_384,
+            max_server_exchanges_per_peer: 1_024,
+            max_dedup_entries: 262_144,
+            max_peers: 65_536,
+            max_queued_per_peer: 4_096,
+            overload_max_age: 2,
+            recognized_critical_options: Vec::new(),
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// The request timeout in effect when a request names none.
+    pub fn request_timeout(&self) -> Duration {
+        self.default_request_timeout
+            .unwrap_or_else(|| self.transmission.max_transmit_wait())
+    }
+
+    /// How long a message ID stays reserved.
+    pub fn message_id_lifetime(&self) -> Duration {
+        self.message_id_lifetime
+            .unwrap_or_else(|| self.transmission.exchange_lifetime())
+    }
+}

@@ -1,0 +1,1481 @@
+//! The sans-IO CoAP endpoint (RFC 7252 §4–5, §8).
+//!
+//! One `Endpoint` is both client and server for every peer reachable through one socket.
+//! Calling order (quinn's): feed input with [`Endpoint::handle_datagram`] and
+//! [`Endpoint::handle_timeout`], act with [`Endpoint::send_request`] and
+//! [`Endpoint::respond`], then drain [`Endpoint::poll_transmit`] and
+//! [`Endpoint::poll_event`] until they return `None`, and sleep until
+//! [`Endpoint::poll_timeout`]. Calling `handle_timeout` early is harmless.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use core::fmt;
+use core::hash::Hash;
+use core::time::Duration;
+
+use bytes::Bytes;
+use corium_wire::{Code, Header, Message, MessageType, OptionNumber, ParseError};
+use hashbrown::HashMap;
+use rand_core::RngCore;
+
+use crate::codec;
+use crate::config::EndpointConfig;
+use crate::dedup::{DedupCache, DedupState};
+use crate::error::{DeliveryError, RequestError, RespondError, SendError};
+use crate::message::{Options, Request, Response, Token};
+use crate::message_id::MessageIdTracker;
+use crate::time::Instant;
+use crate::timer::{TimerHandle, TimerQueue};
+
+/// What identifies a peer: a socket address for plain UDP, a session for DTLS.
+pub trait Peer: Clone + Eq + Hash + fmt::Debug {}
+impl<T: Clone + Eq + Hash + fmt::Debug> Peer for T {}
+
+/// Identifies a request this endpoint sent (the client side of an exchange).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// Identifies a request this endpoint received and has not answered yet.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncomingId(pub u64);
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<P> {
+    /// Where to send it.
+    pub peer: P,
+    /// The whole CoAP message.
+    pub payload: Bytes,
+}
+
+/// A request received from a peer, for the application to answer with
+/// [`Endpoint::respond`].
+#[derive(Clone, Debug)]
+pub struct IncomingRequest<P> {
+    /// Pass this to [`Endpoint::respond`].
+    pub id: IncomingId,
+    /// Who sent it.
+    pub peer: P,
+    /// The request.
+    pub request: Request,
+    /// Whether it came as a Confirmable message.
+    pub confirmable: bool,
+    /// Whether it was addressed to a multicast group (RFC 7252 §8.2).
+    pub multicast: bool,
+}
+
+/// Something that happened, for the application.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event<P> {
+    /// A request arrived.
+    Request(IncomingRequest<P>),
+    /// A response to a request this endpoint sent.
+    Response {
+        /// The request it answers.
+        request: RequestId,
+        /// Who answered (differs from the destination for multicast requests).
+        peer: P,
+        /// The response.
+        response: Response,
+    },
+    /// A request ended without a response.
+    RequestFailed {
+        /// The request.
+        request: RequestId,
+        /// Why.
+        error: RequestError,
+    },
+    /// A request that accepts several responses (multicast) reached its timeout.
+    RequestFinished {
+        /// The request.
+        request: RequestId,
+    },
+    /// A CoAP ping (RFC 7252 §4.3) was answered with a Reset.
+    Pong {
+        /// The ping.
+        request: RequestId,
+    },
+    /// A separate Confirmable response was not delivered.
+    ResponseNotDelivered {
+        /// The request it answered.
+        request: IncomingId,
+        /// Who was to receive it.
+        peer: P,
+        /// Why.
+        error: DeliveryError,
+    },
+}
+
+/// How to send one request.
+#[derive(Clone, Debug, Default)]
+pub struct RequestOptions {
+    /// Send as Non-confirmable (RFC 7252 §4.3) instead of Confirmable.
+    pub non_confirmable: bool,
+    /// How long to wait for a response; the endpoint's default when `None`.
+    pub timeout: Option<Duration>,
+    /// The destination is a multicast group: the request goes out Non-confirmable,
+    /// responses are accepted from any peer until the timeout (RFC 7252 §8.1).
+    pub multicast: bool,
+    /// Use this token instead of a random one.
+    pub token: Option<Token>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum TimerKind {
+    /// Retransmit the CON of a client exchange.
+    ClientRetransmit(u64),
+    /// Give up waiting for a response.
+    ClientDeadline(u64),
+    /// Send the empty ACK that turns a response into a separate one.
+    SeparateAck(u64),
+    /// Retransmit a separate CON response.
+    ServerRetransmit(u64),
+    /// Send a multicast response after the leisure delay.
+    Leisure(u64),
+    /// Coalesced wake-up to expire the deduplication cache.
+    DedupExpiry,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+enum Owner {
+    Client(u64),
+    Server(u64),
+}
+
+/// Retransmission state of one outgoing Confirmable message (RFC 7252 §4.2).
+#[derive(Debug)]
+struct Retransmission {
+    message_id: u16,
+    wire: Bytes,
+    sent: u32,
+    timeout: Duration,
+    timer: TimerHandle,
+}
+
+#[derive(Debug)]
+enum ClientState {
+    /// Waiting for an NSTART slot; encoded with message ID 0.
+    Queued(Bytes),
+    /// CON sent, no ACK yet.
+    AwaitingAck(Retransmission),
+    /// NON sent, or CON acknowledged; waiting for the (separate) response.
+    AwaitingResponse { message_id: u16 },
+}
+
+#[derive(Debug)]
+struct ClientExchange<P> {
+    peer: P,
+    token: Token,
+    confirmable: bool,
+    multicast: bool,
+    ping: bool,
+    responses: u32,
+    holds_slot: bool,
+    deadline: Option<TimerHandle>,
+    state: ClientState,
+}
+
+#[derive(Debug)]
+struct IncomingExchange<P> {
+    peer: P,
+    message_id: u16,
+    token: Token,
+    confirmable: bool,
+    multicast: bool,
+    no_response: u32,
+    acked: bool,
+    ack_timer: Option<TimerHandle>,
+    /// Set once the application answered and a separate CON response is in flight.
+    separate: Option<Retransmission>,
+    /// Set once the application answered a multicast request: the response waits here.
+    leisure: Option<(Bytes, TimerHandle)>,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    message_ids: MessageIdTracker,
+    outstanding: usize,
+    queue: VecDeque<u64>,
+    incoming: usize,
+    last_active: Instant,
+}
+
+/// The CoAP endpoint state machine. See the module documentation for the calling order.
+pub struct Endpoint<P: Peer> {
+    config: EndpointConfig,
+    rng: Box<dyn RngCore + Send>,
+    peers: HashMap<P, PeerState>,
+    dedup: DedupCache<P>,
+    timers: TimerQueue<TimerKind>,
+    dedup_timer: Option<TimerHandle>,
+    clients: HashMap<u64, ClientExchange<P>>,
+    by_token: HashMap<(P, Token), u64>,
+    multicast_by_token: HashMap<Token, u64>,
+    by_message_id: HashMap<(P, u16), Owner>,
+    incoming: HashMap<u64, IncomingExchange<P>>,
+    next_id: u64,
+    transmits: VecDeque<Transmit<P>>,
+    events: VecDeque<Event<P>>,
+}
+
+impl<P: Peer> fmt::Debug for Endpoint<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("peers", &self.peers.len())
+            .field("client_exchanges", &self.clients.len())
+            .field("server_exchanges", &self.incoming.len())
+            .field("dedup_entries", &self.dedup.len())
+            .field("timers", &self.timers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Table sizes, for monitoring and for tests of the hard limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Peers with state.
+    pub peers: usize,
+    /// Requests sent and not finished.
+    pub client_exchanges: usize,
+    /// Requests received and not finished.
+    pub server_exchanges: usize,
+    /// Entries in the deduplication cache.
+    pub dedup_entries: usize,
+    /// Pending timers.
+    pub timers: usize,
+}
+
+/// RFC 7252 §5.4.1: the critical options this endpoint processes itself in requests.
+const RECOGNIZED_REQUEST_CRITICAL: &[OptionNumber] = &[
+    OptionNumber::IF_MATCH,
+    OptionNumber::URI_HOST,
+    OptionNumber::IF_NONE_MATCH,
+    OptionNumber::URI_PORT,
+    OptionNumber::URI_PATH,
+    OptionNumber::URI_QUERY,
+    OptionNumber::ACCEPT,
+];
+
+/// Critical options accepted in responses: the client layer above handles Block1/Block2.
+const RECOGNIZED_RESPONSE_CRITICAL: &[OptionNumber] =
+    &[OptionNumber::BLOCK1, OptionNumber::BLOCK2, OptionNumber::OSCORE];
+
+/// RFC 7967 §2.1: No-Response bits that suppress a response class.
+fn no_response_suppresses(bits: u32, code: Code) -> bool {
+    match code.class() {
+        2 => bits & 0b0_0010 != 0,
+        4 => bits & 0b0_1000 != 0,
+        5 => bits & 0b1_0000 != 0,
+        _ => false,
+    }
+}
+
+impl<P: Peer> Endpoint<P> {
+    /// A new endpoint. `rng` provides tokens, initial message IDs and the randomised
+    /// timeouts; the runtime passes an OS-seeded generator, tests a seeded one.
+    pub fn new(config: EndpointConfig, rng: Box<dyn RngCore + Send>) -> Self {
+        let dedup = DedupCache::new(config.max_dedup_entries);
+        Endpoint {
+            config,
+            rng,
+            peers: HashMap::new(),
+            dedup,
+            timers: TimerQueue::new(),
+            dedup_timer: None,
+            clients: HashMap::new(),
+            by_token: HashMap::new(),
+            multicast_by_token: HashMap::new(),
+            by_message_id: HashMap::new(),
+            incoming: HashMap::new(),
+            next_id: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Current table sizes.
+    pub fn stats(&self) -> EndpointStats {
+        EndpointStats {
+            peers: self.peers.len(),
+            client_exchanges: self.clients.len(),
+            server_exchanges: self.incoming.len(),
+            dedup_entries: self.dedup.len(),
+            timers: self.timers.len(),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Output
+    // ----------------------------------------------------------------------------------
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event<P>> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Input
+    // ----------------------------------------------------------------------------------
+
+    /// Processes a unicast datagram from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: P, data: &[u8]) {
+        self.handle(now, peer, data, false);
+    }
+
+    /// Processes a datagram from `peer` that was addressed to a multicast group this
+    /// endpoint joined (RFC 7252 §8.2: no RST, no error responses, responses after a
+    /// random leisure).
+    pub fn handle_multicast_datagram(&mut self, now: Instant, peer: P, data: &[u8]) {
+        self.handle(now, peer, data, true);
+    }
+
+    fn handle(&mut self, now: Instant, peer: P, data: &[u8], multicast: bool) {
+        self.dedup.expire(now);
+        let msg = match Message::parse_with_max_token(data, self.config.max_incoming_token_len)
+        {
+            Ok(msg) => msg,
+            Err(err) => return self.reject_malformed(peer, data, err, multicast),
+        };
+        let code = msg.code();
+        match (msg.ty(), code.class()) {
+            (_, 0) if code.is_empty() => self.handle_empty(now, peer, &msg, multicast),
+            (MessageType::Confirmable | MessageType::NonConfirmable, 0) => {
+                self.handle_request(now, peer, &msg, multicast)
+            }
+            (_, 0) => {} // A request in an ACK or RST: format error, silently ignored.
+            (MessageType::Acknowledgement, 2..=5) => self.handle_piggybacked(now, peer, &msg),
+            (MessageType::Confirmable | MessageType::NonConfirmable, 2..=5) if !multicast => {
+                self.handle_separate_response(now, peer, &msg)
+            }
+            // Reserved classes 1, 6, 7 (signaling belongs to reliable transports), a
+            // response in a RST, or a response sent to a multicast group: RFC 7252 §4.2
+            // rejects a CON, §4.3 lets a NON be ignored.
+            (MessageType::Confirmable, _) if !multicast => {
+                self.send_reset(peer, msg.message_id());
+            }
+            _ => {}
+        }
+    }
+
+    /// RFC 7252 §4.2: a Confirmable message with a format error is rejected with a RST;
+    /// anything else malformed is silently dropped. Never RST a multicast (§8.1).
+    fn reject_malformed(&mut self, peer: P, data: &[u8], _err: ParseError, multicast: bool) {
+        if multicast {
+            return;
+        }
+        if let Some(header) = Header::parse(data) {
+            if header.version == corium_wire::VERSION && header.ty == MessageType::Confirmable {
+                self.send_reset(peer, header.message_id);
+            }
+        }
+    }
+
+    fn send_reset(&mut self, peer: P, message_id: u16) {
+        let wire = codec::empty(MessageType::Reset, message_id);
+        self.transmits.push_back(Transmit {
+            peer,
+            payload: wire,
+        });
+    }
+
+    fn handle_empty(&mut self, now: Instant, peer: P, msg: &Message<'_>, multicast: bool) {
+        let mid = msg.message_id();
+        match msg.ty() {
+            // RFC 7252 §4.3: an empty CON is a CoAP ping, answered with a RST.
+            MessageType::Confirmable if !multicast => self.send_reset(peer, mid),
+            MessageType::Confirmable | MessageType::NonConfirmable => {}
+            MessageType::Acknowledgement => {
+                match self.by_message_id.get(&(peer.clone(), mid)).copied() {
+                    Some(Owner::Client(id)) => self.client_acknowledged(now, id),
+                    Some(Owner::Server(id)) => {
+                        self.by_message_id.remove(&(peer, mid));
+                        self.finish_incoming(id);
+                    }
+                    None => {}
+                }
+            }
+            MessageType::Reset => match self.by_message_id.get(&(peer.clone(), mid)).copied() {
+                Some(Owner::Client(id)) => {
+                    let ping = self.clients.get(&id).is_some_and(|c| c.ping);
+                    self.finish_client(now, id);
+                    self.events.push_back(if ping {
+                        Event::Pong {
+                            request: RequestId(id),
+                        }
+                    } else {
+                        Event::RequestFailed {
+                            request: RequestId(id),
+                            error: RequestError::Reset,
+                        }
+                    });
+                }
+                Some(Owner::Server(id)) => {
+                    self.by_message_id.remove(&(peer.clone(), mid));
+                    self.finish_incoming(id);
+                    self.events.push_back(Event::ResponseNotDelivered {
+                        request: IncomingId(id),
+                        peer,
+                        error: DeliveryError::Reset,
+                    });
+                }
+                None => {}
+            },
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Server side
+    // ----------------------------------------------------------------------------------
+
+    fn handle_request(&mut self, now: Instant, peer: P, msg: &Message<'_>, multicast: bool) {
+        let mid = msg.message_id();
+        let confirmable = msg.ty() == MessageType::Confirmable;
+        if multicast && confirmable {
+            // RFC 7252 §8.1: multicast requests are Non-confirmable; a CON is not answered.
+            return;
+        }
+        if let Some(state) = self.dedup.get(&peer, mid).cloned() {
+            return self.handle_duplicate_request(now, peer, confirmable, state);
+        }
+        let token = Token::new(msg.token());
+        let lifetime = if confirmable {
+            self.config.transmission.exchange_lifetime()
+        } else {
+            self.config.transmission.non_lifetime()
+        };
+
+        // Requests rejected by the endpoint itself, before the application sees them.
+        if let Some(code) = self.reject_request_code(msg) {
+            let mut response = Response::new(code);
+            if code == Code::BAD_OPTION {
+                response.payload = b"Unrecognized critical option".to_vec();
+            }
+            let no_response = msg
+                .option(OptionNumber::NO_RESPONSE)
+                .and_then(corium_wire::decode_uint)
+                .unwrap_or(0);
+            if multicast || no_response_suppresses(no_response, code) {
+                if confirmable {
+                    let ack = codec::empty(MessageType::Acknowledgement, mid);
+                    self.answer_and_remember(now, peer, mid, ack, lifetime);
+                }
+                return;
+            }
+            return self.answer_directly(now, peer, mid, &token, confirmable, &response, lifetime);
+        }
+
+        // Hard limits on the work a peer can leave with us (RFC 8516).
+        let per_peer = self.peers.get(&peer).map_or(0, |p| p.incoming);
+        let overloaded = if self.incoming.len() >= self.config.max_server_exchanges {
+            Some(Code::SERVICE_UNAVAILABLE)
+        } else if per_peer >= self.config.max_server_exchanges_per_peer {
+            Some(Code::TOO_MANY_REQUESTS)
+        } else {
+            None
+        };
+        if let Some(code) = overloaded {
+            if confirmable && !multicast {
+                let mut response = Response::new(code);
+                response
+                    .options
+                    .push_uint(OptionNumber::MAX_AGE, self.config.overload_max_age);
+                self.answer_directly(now, peer, mid, &token, true, &response, lifetime);
+            }
+            return;
+        }
+        if self.peer_state(now, &peer).is_none() {
+            return; // Peer table full of busy peers: drop, as under overload.
+        }
+
+        let id = self.alloc_id();
+        let no_response = msg
+            .option(OptionNumber::NO_RESPONSE)
+            .and_then(corium_wire::decode_uint)
+            .unwrap_or(0);
+        let ack_timer = confirmable.then(|| {
+            self.timers
+                .insert(now + self.config.separate_ack_delay, TimerKind::SeparateAck(id))
+        });
+        let state = if confirmable {
+            DedupState::Pending(id)
+        } else {
+            DedupState::Seen
+        };
+        self.dedup
+            .insert(peer.clone(), mid, state, now + lifetime, confirmable);
+        self.arm_dedup_timer(now);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.incoming += 1;
+        }
+        self.incoming.insert(
+            id,
+            IncomingExchange {
+                peer: peer.clone(),
+                message_id: mid,
+                token,
+                confirmable,
+                multicast,
+                no_response,
+                acked: false,
+                ack_timer,
+                separate: None,
+                leisure: None,
+            },
+        );
+        let request = Request {
+            method: msg.code(),
+            options: self.request_options(msg),
+            payload: codec::payload_of(msg),
+        };
+        self.events.push_back(Event::Request(IncomingRequest {
+            id: IncomingId(id),
+            peer,
+            request,
+            confirmable,
+            multicast,
+        }));
+    }
+
+    /// RFC 7252 §5.8 (unknown method → 4.05), §5.4.1 (unrecognised critical option →
+    /// 4.02), §5.7.2 (proxying not offered → 5.05).
+    fn reject_request_code(&self, msg: &Message<'_>) -> Option<Code> {
+        let method = msg.code();
+        if !(Code::GET.0..=Code::IPATCH.0).contains(&method.0) {
+            return Some(Code::METHOD_NOT_ALLOWED);
+        }
+        for opt in msg.options() {
+            let n = opt.number;
+            if n == OptionNumber::PROXY_URI || n == OptionNumber::PROXY_SCHEME {
+                return Some(Code::PROXYING_NOT_SUPPORTED);
+            }
+            if n.is_critical()
+                && (!RECOGNIZED_REQUEST_CRITICAL.contains(&n)
+                    && !self.config.recognized_critical_options.contains(&n)
+                    || !n.check_length(opt.value.len()))
+            {
+                return Some(Code::BAD_OPTION);
+            }
+        }
+        None
+    }
+
+    /// The options of a request, less elective options whose length is out of range
+    /// (RFC 7252 §5.4.3: treated like unrecognised options, i.e. ignored).
+    fn request_options(&self, msg: &Message<'_>) -> Options {
+        let mut options = codec::options_of(msg);
+        if msg
+            .options()
+            .any(|o| !o.number.is_critical() && !o.number.check_length(o.value.len()))
+        {
+            let kept: alloc::vec::Vec<_> = options
+                .iter()
+                .filter(|(n, v)| n.is_critical() || n.check_length(v.len()))
+                .map(|(n, v)| (n, v.to_vec()))
+                .collect();
+            options = Options::new();
+            for (n, v) in kept {
+                options.push(n, v);
+            }
+        }
+        options
+    }
+
+    /// Answers a request on the spot (piggybacked for a CON, a NON otherwise) and
+    /// remembers the answer for duplicates.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_directly(
+        &mut self,
+        now: Instant,
+        peer: P,
+        mid: u16,
+        token: &Token,
+        confirmable: bool,
+        response: &Response,
+        lifetime: Duration,
+    ) {
+        if confirmable {
+            let wire = codec::encode(
+                MessageType::Acknowledgement,
+                response.code,
+                mid,
+                token.as_bytes(),
+                &response.options,
+                &response.payload,
+            );
+            self.answer_and_remember(now, peer, mid, wire, lifetime);
+        } else {
+            self.dedup
+                .insert(peer.clone(), mid, DedupState::Seen, now + lifetime, false);
+            self.arm_dedup_timer(now);
+            self.send_non_response(now, peer, token, response);
+        }
+    }
+
+    fn answer_and_remember(
+        &mut self,
+        now: Instant,
+        peer: P,
+        mid: u16,
+        wire: Bytes,
+        lifetime: Duration,
+    ) {
+        self.dedup.insert(
+            peer.clone(),
+            mid,
+            DedupState::Answered(wire.clone()),
+            now + lifetime,
+            true,
+        );
+        self.arm_dedup_timer(now);
+        self.transmits.push_back(Transmit {
+            peer,
+            payload: wire,
+        });
+    }
+
+    fn send_non_response(&mut self, now: Instant, peer: P, token: &Token, response: &Response) {
+        let Some(mid) = self.allocate_message_id(now, &peer) else {
+            return;
+        };
+        let wire = codec::encode(
+            MessageType::NonConfirmable,
+            response.code,
+            mid,
+            token.as_bytes(),
+            &response.options,
+            &response.payload,
+        );
+        self.transmits.push_back(Transmit {
+            peer,
+            payload: wire,
+        });
+    }
+
+    /// RFC 7252 §4.5: a duplicate CON gets the same answer again; a duplicate NON is
+    /// ignored. A duplicate of a CON the application is still working on gets an empty
+    /// ACK at once, making the response a separate one (§5.2.2).
+    fn handle_duplicate_request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        confirmable: bool,
+        state: DedupState,
+    ) {
+        if !confirmable {
+            return;
+        }
+        match state {
+            DedupState::Answered(wire) => self.transmits.push_back(Transmit {
+                peer,
+                payload: wire,
+            }),
+            DedupState::Pending(id) => self.send_separate_ack(now, id),
+            DedupState::Seen => {}
+        }
+    }
+
+    /// Sends the empty ACK for a CON request still waiting for the application.
+    fn send_separate_ack(&mut self, _now: Instant, id: u64) {
+        let Some(ex) = self.incoming.get_mut(&id) else {
+            return;
+        };
+        if ex.acked || !ex.confirmable {
+            return;
+        }
+        ex.acked = true;
+        if let Some(t) = ex.ack_timer.take() {
+            self.timers.remove(t);
+        }
+        let wire = codec::empty(MessageType::Acknowledgement, ex.message_id);
+        let (peer, mid) = (ex.peer.clone(), ex.message_id);
+        self.dedup
+            .update(&peer, mid, DedupState::Answered(wire.clone()));
+        self.transmits.push_back(Transmit {
+            peer,
+            payload: wire,
+        });
+    }
+
+    /// Answers a request delivered in [`Event::Request`].
+    ///
+    /// A Confirmable request still within `separate_ack_delay` gets a piggybacked
+    /// response; later, a separate response (§5.2.2), Confirmable by default. A
+    /// Non-confirmable request gets a Non-confirmable response (§5.2.3). Multicast
+    /// requests get no error responses and are answered after a random leisure (§8.2).
+    /// The No-Response option (RFC 7967) suppresses the classes it names.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        response: Response,
+    ) -> Result<(), RespondError> {
+        if !response.code.is_response() {
+            return Err(RespondError::NotAResponse);
+        }
+        let key = id.0;
+        let Some(ex) = self.incoming.get_mut(&key) else {
+            return Err(RespondError::UnknownRequest);
+        };
+        if ex.separate.is_some() || ex.leisure.is_some() {
+            return Err(RespondError::UnknownRequest);
+        }
+        if let Some(t) = ex.ack_timer.take() {
+            self.timers.remove(t);
+        }
+        let suppress_errors_for_multicast = ex.multicast
+            && !response.code.is_success()
+            && ex.no_response == 0;
+        if no_response_suppresses(ex.no_response, response.code) || suppress_errors_for_multicast
+        {
+            if ex.confirmable && !ex.acked {
+                self.send_separate_ack(now, key);
+            }
+            self.finish_incoming(key);
+            return Ok(());
+        }
+        let peer = ex.peer.clone();
+        let token = ex.token.clone();
+        if ex.multicast {
+            // RFC 7252 §8.2: spread responses over the leisure period.
+            let leisure = self.config.transmission.default_leisure;
+            let delay = self.random_duration(Duration::ZERO, leisure);
+            let wire = match self.allocate_message_id(now, &peer) {
+                Some(mid) => codec::encode(
+                    MessageType::NonConfirmable,
+                    response.code,
+                    mid,
+                    token.as_bytes(),
+                    &response.options,
+                    &response.payload,
+                ),
+                None => {
+                    self.finish_incoming(key);
+                    return Ok(());
+                }
+            };
+            let timer = self.timers.insert(now + delay, TimerKind::Leisure(key));
+            if let Some(ex) = self.incoming.get_mut(&key) {
+                ex.leisure = Some((wire, timer));
+            }
+            return Ok(());
+        }
+        if !ex.confirmable {
+            self.send_non_response(now, peer, &token, &response);
+            self.finish_incoming(key);
+            return Ok(());
+        }
+        if !ex.acked {
+            // Piggybacked (RFC 7252 §5.2.1).
+            let mid = ex.message_id;
+            let wire = codec::encode(
+                MessageType::Acknowledgement,
+                response.code,
+                mid,
+                token.as_bytes(),
+                &response.options,
+                &response.payload,
+            );
+            self.dedup
+                .update(&peer, mid, DedupState::Answered(wire.clone()));
+            self.transmits.push_back(Transmit {
+                peer,
+                payload: wire,
+            });
+            self.finish_incoming(key);
+            return Ok(());
+        }
+        // Separate response (RFC 7252 §5.2.2).
+        if !self.config.separate_response_confirmable {
+            self.send_non_response(now, peer, &token, &response);
+            self.finish_incoming(key);
+            return Ok(());
+        }
+        let Some(mid) = self.allocate_message_id(now, &peer) else {
+            self.finish_incoming(key);
+            return Ok(());
+        };
+        let wire = codec::encode(
+            MessageType::Confirmable,
+            response.code,
+            mid,
+            token.as_bytes(),
+            &response.options,
+            &response.payload,
+        );
+        let timeout = self.initial_timeout();
+        let timer = self
+            .timers
+            .insert(now + timeout, TimerKind::ServerRetransmit(key));
+        self.by_message_id
+            .insert((peer.clone(), mid), Owner::Server(key));
+        self.transmits.push_back(Transmit {
+            peer,
+            payload: wire.clone(),
+        });
+        if let Some(ex) = self.incoming.get_mut(&key) {
+            ex.separate = Some(Retransmission {
+                message_id: mid,
+                wire,
+                sent: 1,
+                timeout,
+                timer,
+            });
+        }
+        Ok(())
+    }
+
+    /// Forgets a server exchange and its timers.
+    fn finish_incoming(&mut self, key: u64) {
+        let Some(ex) = self.incoming.remove(&key) else {
+            return;
+        };
+        if let Some(t) = ex.ack_timer {
+            self.timers.remove(t);
+        }
+        if let Some(r) = ex.separate {
+            self.timers.remove(r.timer);
+            self.by_message_id.remove(&(ex.peer.clone(), r.message_id));
+        }
+        if let Some((_, t)) = ex.leisure {
+            self.timers.remove(t);
+        }
+        if let Some(p) = self.peers.get_mut(&ex.peer) {
+            p.incoming = p.incoming.saturating_sub(1);
+        }
+        if ex.confirmable {
+            if let Some(DedupState::Pending(_)) = self.dedup.get(&ex.peer, ex.message_id) {
+                self.dedup
+                    .update(&ex.peer, ex.message_id, DedupState::Seen);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Client side
+    // ----------------------------------------------------------------------------------
+
+    /// Sends a request to `peer` and returns its ID; the outcome arrives as
+    /// [`Event::Response`] or [`Event::RequestFailed`] (or, for multicast,
+    /// [`Event::RequestFinished`]).
+    ///
+    /// Requests beyond NSTART outstanding interactions towards the peer (RFC 7252 §4.7)
+    /// wait in a bounded queue.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        request: &Request,
+        options: RequestOptions,
+    ) -> Result<RequestId, SendError> {
+        if !request.method.is_request() {
+            return Err(SendError::NotARequest);
+        }
+        if self.clients.len() >= self.config.max_client_exchanges {
+            return Err(SendError::TooManyExchanges);
+        }
+        let confirmable = !(options.non_confirmable || options.multicast);
+        let token = match options.token {
+            Some(t) => t,
+            None => self.fresh_token(&peer),
+        };
+        let timeout = options
+            .timeout
+            .unwrap_or_else(|| self.config.request_timeout());
+        let ty = if confirmable {
+            MessageType::Confirmable
+        } else {
+            MessageType::NonConfirmable
+        };
+        let token_bytes = token.clone();
+        let wire = |mid| {
+            codec::encode(
+                ty,
+                request.method,
+                mid,
+                token_bytes.as_bytes(),
+                &request.options,
+                &request.payload,
+            )
+        };
+        self.start_exchange(now, peer, token, confirmable, options.multicast, false, timeout, wire)
+    }
+
+    /// Sends a CoAP ping (an empty CON, RFC 7252 §4.3); [`Event::Pong`] reports the RST.
+    pub fn ping(&mut self, now: Instant, peer: P) -> Result<RequestId, SendError> {
+        if self.clients.len() >= self.config.max_client_exchanges {
+            return Err(SendError::TooManyExchanges);
+        }
+        let timeout = self.config.transmission.max_transmit_wait();
+        let wire = |mid| codec::empty(MessageType::Confirmable, mid);
+        self.start_exchange(now, peer, Token::EMPTY, true, false, true, timeout, wire)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_exchange(
+        &mut self,
+        now: Instant,
+        peer: P,
+        token: Token,
+        confirmable: bool,
+        multicast: bool,
+        ping: bool,
+        timeout: Duration,
+        wire: impl Fn(u16) -> Bytes,
+    ) -> Result<RequestId, SendError> {
+        let nstart = self.config.transmission.nstart.max(1);
+        let max_queued = self.config.max_queued_per_peer;
+        let Some(state) = self.peer_state(now, &peer) else {
+            return Err(SendError::TooManyPeers);
+        };
+        let slot_free = multicast || state.outstanding < nstart;
+        if !slot_free && state.queue.len() >= max_queued {
+            return Err(SendError::QueueFull);
+        }
+        let id = self.alloc_id();
+        let state = if slot_free {
+            let mid = self
+                .allocate_message_id(now, &peer)
+                .ok_or(SendError::MessageIdsExhausted)?;
+            self.transmit_request(now, id, &peer, mid, confirmable, wire(mid))
+        } else {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.queue.push_back(id);
+            }
+            ClientState::Queued(wire(0))
+        };
+        let holds_slot = slot_free && !multicast;
+        if holds_slot {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.outstanding += 1;
+            }
+        }
+        if !ping {
+            if multicast {
+                self.multicast_by_token.insert(token.clone(), id);
+            } else {
+                self.by_token.insert((peer.clone(), token.clone()), id);
+            }
+        }
+        let deadline = Some(self.timers.insert(now + timeout, TimerKind::ClientDeadline(id)));
+        self.clients.insert(
+            id,
+            ClientExchange {
+                peer,
+                token,
+                confirmable,
+                multicast,
+                ping,
+                responses: 0,
+                holds_slot,
+                deadline,
+                state,
+            },
+        );
+        Ok(RequestId(id))
+    }
+
+    /// Puts a request on the wire and returns its state.
+    fn transmit_request(
+        &mut self,
+        now: Instant,
+        id: u64,
+        peer: &P,
+        mid: u16,
+        confirmable: bool,
+        wire: Bytes,
+    ) -> ClientState {
+        self.by_message_id
+            .insert((peer.clone(), mid), Owner::Client(id));
+        self.transmits.push_back(Transmit {
+            peer: peer.clone(),
+            payload: wire.clone(),
+        });
+        if confirmable {
+            let timeout = self.initial_timeout();
+            let timer = self
+                .timers
+                .insert(now + timeout, TimerKind::ClientRetransmit(id));
+            ClientState::AwaitingAck(Retransmission {
+                message_id: mid,
+                wire,
+                sent: 1,
+                timeout,
+                timer,
+            })
+        } else {
+            ClientState::AwaitingResponse { message_id: mid }
+        }
+    }
+
+    /// Stops a request: no more retransmissions, no event; a late response is answered
+    /// with RST like any unknown one.
+    pub fn cancel_request(&mut self, now: Instant, id: RequestId) {
+        self.finish_client(now, id.0);
+    }
+
+    /// An empty ACK (or the ACK of a piggybacked response) for a client exchange.
+    fn client_acknowledged(&mut self, now: Instant, id: u64) {
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let ClientState::AwaitingAck(r) = &ex.state {
+            let (timer, message_id) = (r.timer, r.message_id);
+            ex.state = ClientState::AwaitingResponse { message_id };
+            self.timers.remove(timer);
+            // RFC 7252 §4.7: an acknowledged CON is no longer outstanding.
+            self.release_slot(now, id);
+        }
+    }
+
+    fn handle_piggybacked(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
+        let mid = msg.message_id();
+        let Some(Owner::Client(id)) = self.by_message_id.get(&(peer.clone(), mid)).copied()
+        else {
+            return; // An ACK for nothing we sent (late duplicate): ignore.
+        };
+        let Some(ex) = self.clients.get(&id) else {
+            return;
+        };
+        if ex.token.as_bytes() != msg.token() || !matches!(ex.state, ClientState::AwaitingAck(_))
+        {
+            return; // RFC 7252 §5.3.2: the token must match.
+        }
+        self.client_acknowledged(now, id);
+        self.deliver_response(now, id, peer, msg);
+    }
+
+    fn handle_separate_response(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
+        let mid = msg.message_id();
+        let confirmable = msg.ty() == MessageType::Confirmable;
+        let lifetime = if confirmable {
+            self.config.transmission.exchange_lifetime()
+        } else {
+            self.config.transmission.non_lifetime()
+        };
+        if let Some(state) = self.dedup.get(&peer, mid).cloned() {
+            if let (true, DedupState::Answered(wire)) = (confirmable, state) {
+                self.transmits.push_back(Transmit {
+                    peer,
+                    payload: wire,
+                });
+            }
+            return;
+        }
+        let token = Token::new(msg.token());
+        let id = self
+            .by_token
+            .get(&(peer.clone(), token.clone()))
+            .or_else(|| self.multicast_by_token.get(&token))
+            .copied();
+        let Some(id) = id else {
+            // RFC 7252 §4.2/§4.3: nothing waits for this response; reject it, so an
+            // observer that forgot its registration stops getting notifications.
+            let rst = codec::empty(MessageType::Reset, mid);
+            if confirmable {
+                self.answer_and_remember(now, peer, mid, rst, lifetime);
+            } else {
+                self.transmits.push_back(Transmit {
+                    peer,
+                    payload: rst,
+                });
+            }
+            return;
+        };
+        if confirmable {
+            let ack = if self.response_is_acceptable(msg) {
+                codec::empty(MessageType::Acknowledgement, mid)
+            } else {
+                codec::empty(MessageType::Reset, mid)
+            };
+            self.answer_and_remember(now, peer.clone(), mid, ack, lifetime);
+        } else {
+            self.dedup
+                .insert(peer.clone(), mid, DedupState::Seen, now + lifetime, false);
+            self.arm_dedup_timer(now);
+        }
+        // The response may overtake the empty ACK (RFC 7252 §5.2.2): it acknowledges too.
+        self.client_acknowledged(now, id);
+        self.deliver_response(now, id, peer, msg);
+    }
+
+    /// RFC 7252 §5.4.1: a response with an unrecognised critical option is rejected.
+    fn response_is_acceptable(&self, msg: &Message<'_>) -> bool {
+        msg.options().all(|o| {
+            let n = o.number;
+            !n.is_critical()
+                || RECOGNIZED_REQUEST_CRITICAL.contains(&n)
+                || RECOGNIZED_RESPONSE_CRITICAL.contains(&n)
+                || self.config.recognized_critical_options.contains(&n)
+        })
+    }
+
+    fn deliver_response(&mut self, now: Instant, id: u64, peer: P, msg: &Message<'_>) {
+        let acceptable = self.response_is_acceptable(msg);
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !acceptable {
+            self.finish_client(now, id);
+            self.events.push_back(Event::RequestFailed {
+                request: RequestId(id),
+                error: RequestError::BadResponse,
+            });
+            return;
+        }
+        ex.responses += 1;
+        let multicast = ex.multicast;
+        let response = Response {
+            code: msg.code(),
+            options: codec::options_of(msg),
+            payload: codec::payload_of(msg),
+        };
+        if !multicast {
+            self.finish_client(now, id);
+        }
+        self.events.push_back(Event::Response {
+            request: RequestId(id),
+            peer,
+            response,
+        });
+    }
+
+    /// Forgets a client exchange and its timers, and frees its NSTART slot.
+    fn finish_client(&mut self, now: Instant, id: u64) {
+        let Some(ex) = self.clients.get(&id) else {
+            return;
+        };
+        if ex.holds_slot {
+            self.release_slot(now, id);
+        }
+        let Some(ex) = self.clients.remove(&id) else {
+            return;
+        };
+        if let Some(t) = ex.deadline {
+            self.timers.remove(t);
+        }
+        match ex.state {
+            ClientState::Queued(_) => {
+                if let Some(p) = self.peers.get_mut(&ex.peer) {
+                    p.queue.retain(|q| *q != id);
+                }
+            }
+            ClientState::AwaitingAck(r) => {
+                self.timers.remove(r.timer);
+                self.by_message_id.remove(&(ex.peer.clone(), r.message_id));
+            }
+            ClientState::AwaitingResponse { message_id } => {
+                self.by_message_id.remove(&(ex.peer.clone(), message_id));
+            }
+        }
+        if ex.multicast {
+            self.multicast_by_token.remove(&ex.token);
+        } else if !ex.ping {
+            self.by_token.remove(&(ex.peer, ex.token));
+        }
+    }
+
+    /// Frees the NSTART slot held by exchange `id` and starts the next queued request.
+    fn release_slot(&mut self, now: Instant, id: u64) {
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !ex.holds_slot {
+            return;
+        }
+        ex.holds_slot = false;
+        let peer = ex.peer.clone();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.outstanding = p.outstanding.saturating_sub(1);
+        }
+        self.start_queued(now, &peer);
+    }
+
+    fn start_queued(&mut self, now: Instant, peer: &P) {
+        let nstart = self.config.transmission.nstart.max(1);
+        loop {
+            let Some(p) = self.peers.get_mut(peer) else {
+                return;
+            };
+            if p.outstanding >= nstart {
+                return;
+            }
+            let Some(next) = p.queue.pop_front() else {
+                return;
+            };
+            let Some(ex) = self.clients.get(&next) else {
+                continue;
+            };
+            let ClientState::Queued(template) = &ex.state else {
+                continue;
+            };
+            let template = template.clone();
+            let confirmable = ex.confirmable;
+            let Some(mid) = self.allocate_message_id(now, peer) else {
+                // No message ID free: the request fails rather than wait past its timeout.
+                self.finish_client(now, next);
+                self.events.push_back(Event::RequestFailed {
+                    request: RequestId(next),
+                    error: RequestError::Timeout,
+                });
+                continue;
+            };
+            let mut bytes = template.to_vec();
+            bytes[2..4].copy_from_slice(&mid.to_be_bytes());
+            let state = self.transmit_request(now, next, peer, mid, confirmable, bytes.into());
+            if let Some(ex) = self.clients.get_mut(&next) {
+                ex.state = state;
+                ex.holds_slot = true;
+            }
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.outstanding += 1;
+            }
+        }
+    }
+
+    fn fresh_token(&mut self, peer: &P) -> Token {
+        let len = self.config.token_len.min(8);
+        loop {
+            let mut bytes = [0u8; 8];
+            self.rng.fill_bytes(&mut bytes[..len]);
+            let token = Token::new(&bytes[..len]);
+            if len == 0
+                || (!self.by_token.contains_key(&(peer.clone(), token.clone()))
+                    && !self.multicast_by_token.contains_key(&token))
+            {
+                return token;
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Timers
+    // ----------------------------------------------------------------------------------
+
+    /// Runs every timer due at `now`: retransmissions (RFC 7252 §4.2), request timeouts,
+    /// empty ACKs for slow responses, multicast leisure, cache expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dedup.expire(now);
+        while let Some(kind) = self.timers.pop_due(now) {
+            match kind {
+                TimerKind::ClientRetransmit(id) => self.client_retransmit(now, id),
+                TimerKind::ClientDeadline(id) => self.client_deadline(now, id),
+                TimerKind::SeparateAck(id) => {
+                    if let Some(ex) = self.incoming.get_mut(&id) {
+                        ex.ack_timer = None;
+                    }
+                    self.send_separate_ack(now, id);
+                }
+                TimerKind::ServerRetransmit(id) => self.server_retransmit(now, id),
+                TimerKind::Leisure(id) => {
+                    if let Some(ex) = self.incoming.get_mut(&id) {
+                        if let Some((wire, _)) = ex.leisure.take() {
+                            let peer = ex.peer.clone();
+                            self.transmits.push_back(Transmit {
+                                peer,
+                                payload: wire,
+                            });
+                        }
+                    }
+                    self.finish_incoming(id);
+                }
+                TimerKind::DedupExpiry => {
+                    self.dedup_timer = None;
+                    self.arm_dedup_timer(now);
+                }
+            }
+        }
+    }
+
+    fn client_retransmit(&mut self, now: Instant, id: u64) {
+        let max = self.config.transmission.max_retransmit;
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let ClientState::AwaitingAck(r) = &mut ex.state else {
+            return;
+        };
+        if r.sent > max {
+            self.finish_client(now, id);
+            self.events.push_back(Event::RequestFailed {
+                request: RequestId(id),
+                error: RequestError::NoAcknowledgement,
+            });
+            return;
+        }
+        r.sent += 1;
+        r.timeout *= 2;
+        r.timer = self
+            .timers
+            .insert(now + r.timeout, TimerKind::ClientRetransmit(id));
+        self.transmits.push_back(Transmit {
+            peer: ex.peer.clone(),
+            payload: r.wire.clone(),
+        });
+    }
+
+    fn client_deadline(&mut self, now: Instant, id: u64) {
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        ex.deadline = None;
+        let event = if ex.multicast {
+            Event::RequestFinished {
+                request: RequestId(id),
+            }
+        } else {
+            Event::RequestFailed {
+                request: RequestId(id),
+                error: RequestError::Timeout,
+            }
+        };
+        // A CON still being retransmitted keeps its own schedule (§4.2) unless the
+        // request's timeout ends it first.
+        self.finish_client(now, id);
+        self.events.push_back(event);
+    }
+
+    fn server_retransmit(&mut self, now: Instant, id: u64) {
+        let max = self.config.transmission.max_retransmit;
+        let Some(ex) = self.incoming.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = &mut ex.separate else {
+            return;
+        };
+        if r.sent > max {
+            let peer = ex.peer.clone();
+            self.finish_incoming(id);
+            self.events.push_back(Event::ResponseNotDelivered {
+                request: IncomingId(id),
+                peer,
+                error: DeliveryError::NoAcknowledgement,
+            });
+            return;
+        }
+        r.sent += 1;
+        r.timeout *= 2;
+        r.timer = self
+            .timers
+            .insert(now + r.timeout, TimerKind::ServerRetransmit(id));
+        self.transmits.push_back(Transmit {
+            peer: ex.peer.clone(),
+            payload: r.wire.clone(),
+        });
+    }
+
+    /// Keeps one coalesced timer (whole seconds) for expiring the deduplication cache, so
+    /// an idle endpoint frees its memory without waking for every entry.
+    fn arm_dedup_timer(&mut self, now: Instant) {
+        let Some(expiry) = self.dedup.next_expiry() else {
+            return;
+        };
+        let at = expiry.max(now) + Duration::from_secs(1);
+        if let Some(current) = self.dedup_timer {
+            // Entries of different lifetimes interleave, so a new entry can expire
+            // before the one the timer was set for; one second of slack coalesces.
+            if current.deadline() <= at {
+                return;
+            }
+            self.timers.remove(current);
+        }
+        self.dedup_timer = Some(self.timers.insert(at, TimerKind::DedupExpiry));
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Shared helpers
+    // ----------------------------------------------------------------------------------
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// RFC 7252 §4.2: the initial timeout is random between ACK_TIMEOUT and
+    /// ACK_TIMEOUT * ACK_RANDOM_FACTOR.
+    fn initial_timeout(&mut self) -> Duration {
+        let t = &self.config.transmission;
+        let (lo, hi) = (t.ack_timeout, t.max_initial_timeout());
+        self.random_duration(lo, hi)
+    }
+
+    /// A uniformly random duration in `[lo, hi]`.
+    fn random_duration(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = u64::try_from((hi.saturating_sub(lo)).as_nanos()).unwrap_or(u64::MAX);
+        if span == 0 {
+            return lo;
+        }
+        lo + Duration::from_nanos(self.rng.next_u64() % (span + 1))
+    }
+
+    /// The state of `peer`, created if needed; `None` when the peer table is full of
+    /// peers that are all busy.
+    fn peer_state(&mut self, now: Instant, peer: &P) -> Option<&mut PeerState> {
+        if !self.peers.contains_key(peer) {
+            if self.peers.len() >= self.config.max_peers && !self.evict_idle_peer(now) {
+                return None;
+            }
+            let start = self.rng.next_u32() as u16;
+            self.peers.insert(
+                peer.clone(),
+                PeerState {
+                    message_ids: MessageIdTracker::new(start),
+                    outstanding: 0,
+                    queue: VecDeque::new(),
+                    incoming: 0,
+                    last_active: now,
+                },
+            );
+        }
+        let state = self.peers.get_mut(peer)?;
+        state.last_active = now;
+        Some(state)
+    }
+
+    /// Evicts the least recently active peer with nothing in flight. Linear, but only
+    /// runs when the table is full.
+    fn evict_idle_peer(&mut self, now: Instant) -> bool {
+        let lifetime = self.config.message_id_lifetime();
+        let victim = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.outstanding == 0 && s.queue.is_empty() && s.incoming == 0)
+            // Prefer peers whose message IDs have all aged out, so the §4.4 guarantee
+            // survives eviction where it can.
+            .min_by_key(|(_, s)| {
+                let fresh = s.message_ids.last_used().is_some_and(|t| now < t + lifetime);
+                (fresh, s.last_active)
+            })
+            .map(|(p, _)| p.clone());
+        match victim {
+            Some(p) => {
+                self.peers.remove(&p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn allocate_message_id(&mut self, now: Instant, peer: &P) -> Option<u16> {
+        let lifetime = self.config.message_id_lifetime();
+        self.peer_state(now, peer)?
+            .message_ids
+            .allocate(now, lifetime)
+    }
+}

@@ -1,0 +1,2 @@
+mod message_layer;
+mod pair;
