@@ -129,6 +129,8 @@ enum TimerKind {
     ClientDeadline(u64),
     /// Send the empty ACK that turns a response into a separate one.
     SeparateAck(u64),
+    /// Forget a received request the application never answered.
+    IncomingExpiry(u64),
     /// Retransmit a separate CON response.
     ServerRetransmit(u64),
     /// Send a multicast response after the leisure delay.
@@ -258,8 +260,11 @@ const RECOGNIZED_REQUEST_CRITICAL: &[OptionNumber] = &[
 ];
 
 /// Critical options accepted in responses: the client layer above handles Block1/Block2.
-const RECOGNIZED_RESPONSE_CRITICAL: &[OptionNumber] =
-    &[OptionNumber::BLOCK1, OptionNumber::BLOCK2, OptionNumber::OSCORE];
+const RECOGNIZED_RESPONSE_CRITICAL: &[OptionNumber] = &[
+    OptionNumber::BLOCK1,
+    OptionNumber::BLOCK2,
+    OptionNumber::OSCORE,
+];
 
 /// RFC 7967 §2.1: No-Response bits that suppress a response class.
 fn no_response_suppresses(bits: u32, code: Code) -> bool {
@@ -347,8 +352,7 @@ impl<P: Peer> Endpoint<P> {
 
     fn handle(&mut self, now: Instant, peer: P, data: &[u8], multicast: bool) {
         self.dedup.expire(now);
-        let msg = match Message::parse_with_max_token(data, self.config.max_incoming_token_len)
-        {
+        let msg = match Message::parse_with_max_token(data, self.config.max_incoming_token_len) {
             Ok(msg) => msg,
             Err(err) => return self.reject_malformed(peer, data, err, multicast),
         };
@@ -508,9 +512,15 @@ impl<P: Peer> Endpoint<P> {
             .option(OptionNumber::NO_RESPONSE)
             .and_then(corium_wire::decode_uint)
             .unwrap_or(0);
-        let ack_timer = confirmable.then(|| {
+        // A CON first waits for its separate-ACK moment; a NON only for its expiry.
+        let ack_timer = Some(if confirmable {
+            self.timers.insert(
+                now + self.config.separate_ack_delay,
+                TimerKind::SeparateAck(id),
+            )
+        } else {
             self.timers
-                .insert(now + self.config.separate_ack_delay, TimerKind::SeparateAck(id))
+                .insert(now + lifetime, TimerKind::IncomingExpiry(id))
         });
         let state = if confirmable {
             DedupState::Pending(id)
@@ -685,7 +695,18 @@ impl<P: Peer> Endpoint<P> {
                 peer,
                 payload: wire,
             }),
-            DedupState::Pending(id) => self.send_separate_ack(now, id),
+            DedupState::Pending(id) => {
+                self.send_separate_ack(now, id);
+                let lifetime = self.config.transmission.exchange_lifetime();
+                if let Some(ex) = self.incoming.get_mut(&id) {
+                    if ex.ack_timer.is_none() {
+                        ex.ack_timer = Some(
+                            self.timers
+                                .insert(now + lifetime, TimerKind::IncomingExpiry(id)),
+                        );
+                    }
+                }
+            }
             DedupState::Seen => {}
         }
     }
@@ -738,11 +759,9 @@ impl<P: Peer> Endpoint<P> {
         if let Some(t) = ex.ack_timer.take() {
             self.timers.remove(t);
         }
-        let suppress_errors_for_multicast = ex.multicast
-            && !response.code.is_success()
-            && ex.no_response == 0;
-        if no_response_suppresses(ex.no_response, response.code) || suppress_errors_for_multicast
-        {
+        let suppress_errors_for_multicast =
+            ex.multicast && !response.code.is_success() && ex.no_response == 0;
+        if no_response_suppresses(ex.no_response, response.code) || suppress_errors_for_multicast {
             if ex.confirmable && !ex.acked {
                 self.send_separate_ack(now, key);
             }
@@ -860,8 +879,7 @@ impl<P: Peer> Endpoint<P> {
         }
         if ex.confirmable {
             if let Some(DedupState::Pending(_)) = self.dedup.get(&ex.peer, ex.message_id) {
-                self.dedup
-                    .update(&ex.peer, ex.message_id, DedupState::Seen);
+                self.dedup.update(&ex.peer, ex.message_id, DedupState::Seen);
             }
         }
     }
@@ -913,7 +931,16 @@ impl<P: Peer> Endpoint<P> {
                 &request.payload,
             )
         };
-        self.start_exchange(now, peer, token, confirmable, options.multicast, false, timeout, wire)
+        self.start_exchange(
+            now,
+            peer,
+            token,
+            confirmable,
+            options.multicast,
+            false,
+            timeout,
+            wire,
+        )
     }
 
     /// Sends a CoAP ping (an empty CON, RFC 7252 §4.3); [`Event::Pong`] reports the RST.
@@ -972,7 +999,10 @@ impl<P: Peer> Endpoint<P> {
                 self.by_token.insert((peer.clone(), token.clone()), id);
             }
         }
-        let deadline = Some(self.timers.insert(now + timeout, TimerKind::ClientDeadline(id)));
+        let deadline = Some(
+            self.timers
+                .insert(now + timeout, TimerKind::ClientDeadline(id)),
+        );
         self.clients.insert(
             id,
             ClientExchange {
@@ -1045,15 +1075,13 @@ impl<P: Peer> Endpoint<P> {
 
     fn handle_piggybacked(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
         let mid = msg.message_id();
-        let Some(Owner::Client(id)) = self.by_message_id.get(&(peer.clone(), mid)).copied()
-        else {
+        let Some(Owner::Client(id)) = self.by_message_id.get(&(peer.clone(), mid)).copied() else {
             return; // An ACK for nothing we sent (late duplicate): ignore.
         };
         let Some(ex) = self.clients.get(&id) else {
             return;
         };
-        if ex.token.as_bytes() != msg.token() || !matches!(ex.state, ClientState::AwaitingAck(_))
-        {
+        if ex.token.as_bytes() != msg.token() || !matches!(ex.state, ClientState::AwaitingAck(_)) {
             return; // RFC 7252 §5.3.2: the token must match.
         }
         self.client_acknowledged(now, id);
@@ -1090,10 +1118,7 @@ impl<P: Peer> Endpoint<P> {
             if confirmable {
                 self.answer_and_remember(now, peer, mid, rst, lifetime);
             } else {
-                self.transmits.push_back(Transmit {
-                    peer,
-                    payload: rst,
-                });
+                self.transmits.push_back(Transmit { peer, payload: rst });
             }
             return;
         };
@@ -1280,6 +1305,28 @@ impl<P: Peer> Endpoint<P> {
                         ex.ack_timer = None;
                     }
                     self.send_separate_ack(now, id);
+                    // The client stops waiting after its request timeout; a request the
+                    // application never answers is forgotten after EXCHANGE_LIFETIME so it
+                    // cannot hold a slot of `max_server_exchanges` forever.
+                    let lifetime = self.config.transmission.exchange_lifetime();
+                    if let Some(ex) = self.incoming.get_mut(&id) {
+                        ex.ack_timer = Some(
+                            self.timers
+                                .insert(now + lifetime, TimerKind::IncomingExpiry(id)),
+                        );
+                    }
+                }
+                TimerKind::IncomingExpiry(id) => {
+                    if let Some(ex) = self.incoming.get_mut(&id) {
+                        ex.ack_timer = None;
+                    }
+                    if self
+                        .incoming
+                        .get(&id)
+                        .is_some_and(|ex| ex.separate.is_none() && ex.leisure.is_none())
+                    {
+                        self.finish_incoming(id);
+                    }
                 }
                 TimerKind::ServerRetransmit(id) => self.server_retransmit(now, id),
                 TimerKind::Leisure(id) => {
@@ -1459,7 +1506,10 @@ impl<P: Peer> Endpoint<P> {
             // Prefer peers whose message IDs have all aged out, so the §4.4 guarantee
             // survives eviction where it can.
             .min_by_key(|(_, s)| {
-                let fresh = s.message_ids.last_used().is_some_and(|t| now < t + lifetime);
+                let fresh = s
+                    .message_ids
+                    .last_used()
+                    .is_some_and(|t| now < t + lifetime);
                 (fresh, s.last_active)
             })
             .map(|(p, _)| p.clone());

@@ -61,7 +61,7 @@ pub use error::{DeliveryError, RequestError, RespondError, SendError};
 pub use message::{Options, Request, Response, Token};
 pub use time::Instant;
 
+pub use bytes::Bytes;
 /// The wire crate this endpoint speaks, re-exported so users need one dependency.
 pub use corium_wire as wire;
-pub use bytes::Bytes;
 pub use rand_core;

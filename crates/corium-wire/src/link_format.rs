@@ -406,17 +406,35 @@ pub fn matches_filter(link: &Link<'_>, name: &str, pattern: &str) -> bool {
         .any(|a| {
             let v = a.value.unwrap_or("");
             value_matches(v, pattern, prefix)
-                || (v.contains(' ')
+                || (is_space_separated(name)
+                    && v.contains(' ')
                     && v.split(' ')
                         .filter(|t| !t.is_empty())
                         .any(|t| value_matches(t, pattern, prefix)))
         })
 }
 
+/// RFC 6690 §3.1–3.3 and RFC 7252 §7.2.1: the attributes whose values are
+/// space-separated lists, matched token by token in a filter (§4.1). Other values, such as
+/// `title`, match only as a whole.
+fn is_space_separated(name: &str) -> bool {
+    ["rt", "if", "rel", "rev", "ct"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    #[test]
+    fn title_is_not_split_on_spaces() {
+        let s = r#"</a>;title="Sensor Index";rt="x y""#;
+        assert!(filter(s, "title", "Index").is_empty());
+        assert_eq!(filter(s, "title", "Sensor*"), ["/a"]);
+        assert_eq!(filter(s, "rt", "y"), ["/a"]);
+    }
 
     fn links(s: &str) -> Vec<Link<'_>> {
         parse_links(s).map(Result::unwrap).collect()

@@ -76,7 +76,10 @@ fn con_request_gets_piggybacked_response() {
     assert_eq!(parse(&server_sent[0].1).ty(), MessageType::Acknowledgement);
     // The token of the response is the token of the request (RFC 7252 §5.3.2).
     let client_sent = pair.sent_by(CLIENT);
-    assert_eq!(parse(&client_sent[0].1).token(), parse(&server_sent[0].1).token());
+    assert_eq!(
+        parse(&client_sent[0].1).token(),
+        parse(&server_sent[0].1).token()
+    );
     assert_eq!(parse(&client_sent[0].1).token().len(), 8);
 }
 
@@ -89,7 +92,10 @@ fn non_request_gets_non_response() {
     let server_sent = pair.sent_by(SERVER);
     assert_eq!(server_sent.len(), 1);
     assert_eq!(parse(&server_sent[0].1).ty(), MessageType::NonConfirmable);
-    assert_eq!(parse(&pair.sent_by(CLIENT)[0].1).ty(), MessageType::NonConfirmable);
+    assert_eq!(
+        parse(&pair.sent_by(CLIENT)[0].1).ty(),
+        MessageType::NonConfirmable
+    );
 }
 
 /// RFC 7252 §4.2: a CON that is lost is retransmitted after a timeout drawn from
@@ -249,21 +255,24 @@ fn format_errors_reject_con_ignore_non() {
 fn unrecognized_critical_option_gives_bad_option() {
     let mut pair = Pair::default_pair(11);
     let mut req = get("/x");
-    req.options.push(crate::wire::OptionNumber(65001), b"x".to_vec());
+    req.options
+        .push(crate::wire::OptionNumber(65001), b"x".to_vec());
     let id = pair.send(req, con());
     pair.run_for(Duration::from_secs(1));
     assert_eq!(pair.response(id).code, Code::BAD_OPTION);
     assert!(pair.server_requests.is_empty());
 
     let mut req = get("/x");
-    req.options.push(crate::wire::OptionNumber(65000), b"x".to_vec());
+    req.options
+        .push(crate::wire::OptionNumber(65000), b"x".to_vec());
     let id = pair.send(req, con());
     pair.run_for(Duration::from_secs(1));
     assert_eq!(pair.response(id).code, Code::CONTENT);
 
     // NON gets the 4.02 too, as a NON (draft-ietf-core-corr-clar, RFC 7252-5.4.1).
     let mut req = get("/x");
-    req.options.push(crate::wire::OptionNumber(65001), b"x".to_vec());
+    req.options
+        .push(crate::wire::OptionNumber(65001), b"x".to_vec());
     let id = pair.send(req, non());
     pair.run_for(Duration::from_secs(1));
     assert_eq!(pair.response(id).code, Code::BAD_OPTION);
@@ -284,7 +293,8 @@ fn response_with_unknown_critical_option_fails_request() {
     let mut pair = Pair::default_pair(13);
     pair.responder = Box::new(|_: &IncomingRequest<Addr>| {
         let mut r = Response::new(Code::CONTENT);
-        r.options.push(crate::wire::OptionNumber(65001), b"?".to_vec());
+        r.options
+            .push(crate::wire::OptionNumber(65001), b"?".to_vec());
         Some((Duration::ZERO, r))
     });
     let id = pair.send(get("/x"), con());
@@ -371,14 +381,16 @@ fn multicast_requests_leisure_and_no_errors() {
 
     // An error response to a multicast request is suppressed.
     let bad = [0x51, 0x01, 0x0a, 0x0b, 0x02, 0xb1, b'y'];
-    pair.server.handle_multicast_datagram(pair.now, CLIENT, &bad);
+    pair.server
+        .handle_multicast_datagram(pair.now, CLIENT, &bad);
     let Some(Event::Request(r)) = pair.server.poll_event() else {
         panic!()
     };
     pair.server
         .respond(pair.now, r.id, Response::new(Code::NOT_FOUND))
         .unwrap();
-    pair.server.handle_timeout(pair.now + Duration::from_secs(10));
+    pair.server
+        .handle_timeout(pair.now + Duration::from_secs(10));
     assert!(pair.server.poll_transmit().is_none());
     // A malformed multicast CON is not answered with RST.
     pair.server
@@ -406,7 +418,8 @@ fn server_exchange_limits() {
     assert_eq!(m.code(), Code::TOO_MANY_REQUESTS);
     assert!(m.option(OptionNumber::MAX_AGE).is_some());
     for (peer, mid) in [(3u8, 10u8), (4, 11), (5, 12)] {
-        pair.server.handle_datagram(pair.now, peer, &[0x40, 0x01, 0x00, mid]);
+        pair.server
+            .handle_datagram(pair.now, peer, &[0x40, 0x01, 0x00, mid]);
     }
     let mut codes = Vec::new();
     while let Some(t) = pair.server.poll_transmit() {
@@ -440,9 +453,17 @@ fn dedup_entries_expire() {
     pair.inject(CLIENT, SERVER, &[0x50, 0x01, 0x00, 0x02]);
     assert_eq!(pair.server.stats().dedup_entries, 2);
     pair.run_for(Duration::from_secs(150));
-    assert_eq!(pair.server.stats().dedup_entries, 1, "NON_LIFETIME is 145 s");
+    assert_eq!(
+        pair.server.stats().dedup_entries,
+        1,
+        "NON_LIFETIME is 145 s"
+    );
     pair.run_for(Duration::from_secs(100));
-    assert_eq!(pair.server.stats().dedup_entries, 0, "EXCHANGE_LIFETIME is 247 s");
+    assert_eq!(
+        pair.server.stats().dedup_entries,
+        0,
+        "EXCHANGE_LIFETIME is 247 s"
+    );
     assert_eq!(pair.server.poll_timeout(), None, "nothing left to wake for");
 }
 
@@ -498,7 +519,10 @@ fn lossy_network_soak() {
         pair.run_for(Duration::from_secs(400));
         let mut seen = std::collections::HashSet::new();
         for r in &pair.server_requests {
-            assert!(seen.insert(r.request.payload.clone()), "request processed twice");
+            assert!(
+                seen.insert(r.request.payload.clone()),
+                "request processed twice"
+            );
         }
         let mut answered = 0;
         for (i, id) in &ids {
@@ -566,4 +590,21 @@ fn derived_transmission_parameters() {
     assert_eq!(p.max_transmit_wait(), Duration::from_secs(93));
     assert_eq!(p.exchange_lifetime(), Duration::from_secs(247));
     assert_eq!(p.non_lifetime(), Duration::from_secs(145));
+}
+
+/// A request the application never answers is forgotten after its lifetime, so it cannot
+/// hold a slot of `max_server_exchanges` forever.
+#[test]
+fn unanswered_requests_expire() {
+    let mut pair = Pair::default_pair(22);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| None);
+    pair.inject(CLIENT, SERVER, &[0x40, 0x01, 0x00, 0x01]);
+    pair.inject(CLIENT, SERVER, &[0x50, 0x01, 0x00, 0x02]);
+    assert_eq!(pair.server.stats().server_exchanges, 2);
+    pair.run_for(Duration::from_secs(400));
+    assert_eq!(pair.server.stats().server_exchanges, 0);
+    assert_eq!(pair.server.stats().timers, 0);
+    // The CON got its empty ACK on the way.
+    let sent = pair.sent_by(SERVER);
+    assert_eq!(&sent[0].1[..], &[0x60, 0x00, 0x00, 0x01]);
 }

@@ -11,8 +11,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::{
-    Endpoint, EndpointConfig, Event, IncomingId, IncomingRequest, Instant, Request,
-    RequestId, RequestOptions, Response,
+    Endpoint, EndpointConfig, Event, IncomingId, IncomingRequest, Instant, Request, RequestId,
+    RequestOptions, Response,
 };
 
 /// Peers are small numbers in the harness.

@@ -1,0 +1,514 @@
+//! The client: a handle to one UDP socket and its driver task, and the request builder
+//! that turns a `coap://` URI into options (RFC 7252 §6.4).
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corium_proto::wire::{percent_decode, Code, ContentFormat, Host, OptionNumber, Scheme, Uri};
+use corium_proto::{EndpointConfig, Request, RequestOptions, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::{Command, Direction, Driver, Outcome, TraceFn};
+use crate::error::{Error, Kind};
+use crate::udp::{self, canonical, Family, V6Mode};
+
+/// Configures and binds a [`Client`].
+#[derive(Clone, Default)]
+pub struct ClientBuilder {
+    config: EndpointConfig,
+    trace: Option<TraceFn>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("trace", &self.trace.is_some())
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// The endpoint configuration: transmission parameters (NSTART, ACK_TIMEOUT, …),
+    /// default request timeout, table limits. The default keeps RFC 7252's NSTART = 1:
+    /// one outstanding request per server at a time, the others queue.
+    pub fn config(mut self, config: EndpointConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Called for every datagram sent or received (for `corium get -v`). Runs on the
+    /// driver task: keep it short.
+    pub fn trace(
+        mut self,
+        f: impl Fn(Direction, SocketAddr, &[u8]) + Send + Sync + 'static,
+    ) -> Self {
+        self.trace = Some(Arc::new(f));
+        self
+    }
+
+    /// Binds to `addr` (e.g. `[::]:0`, dual-stack where the system allows it, or
+    /// `0.0.0.0:0`) and starts the driver task. Must be called within a tokio runtime.
+    pub async fn bind(self, addr: SocketAddr) -> io::Result<Client> {
+        let bound = udp::bind(addr, V6Mode::Dual, false)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let local = bound.local;
+        let family = bound.family;
+        let default_timeout = self.config.request_timeout();
+        let ping_timeout = self.config.transmission.max_transmit_wait();
+        let driver = Driver::new(bound, self.config, rx, self.trace, None);
+        tokio::spawn(async move {
+            if let Err(err) = driver.run().await {
+                tracing::error!(%local, %err, "client driver stopped");
+            }
+        });
+        Ok(Client {
+            inner: Arc::new(Inner {
+                tx,
+                local,
+                family,
+                default_timeout,
+                ping_timeout,
+                next_key: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    tx: mpsc::UnboundedSender<Command>,
+    local: SocketAddr,
+    family: Family,
+    default_timeout: Duration,
+    /// The endpoint gives a ping MAX_TRANSMIT_WAIT (RFC 7252 §4.8.2).
+    ping_timeout: Duration,
+    next_key: AtomicU64,
+}
+
+/// A CoAP client over one UDP socket.
+///
+/// Cheap to clone: clones share the socket and its driver task, which stops when the
+/// last clone is dropped. Requests from all clones run concurrently, within the
+/// configured NSTART per server (RFC 7252 §4.7).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = corium::Client::bind("[::]:0".parse()?).await?;
+/// let response = client.get("coap://127.0.0.1/test").await?;
+/// println!("{} {:?}", response.code, response.payload_str());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("local", &self.inner.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cancels the request in the driver if the awaiting future is dropped first.
+struct CancelGuard<'a> {
+    tx: &'a mpsc::UnboundedSender<Command>,
+    key: u64,
+    armed: bool,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.tx.send(Command::Cancel { key: self.key });
+        }
+    }
+}
+
+impl Client {
+    /// A builder, for a configuration or a trace callback.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Binds to `addr` with the default configuration (see [`ClientBuilder::bind`]).
+    pub async fn bind(addr: SocketAddr) -> io::Result<Client> {
+        ClientBuilder::default().bind(addr).await
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.inner.local)
+    }
+
+    /// Starts a request to `uri`; the URI is parsed when it is sent.
+    pub fn request(&self, method: Code, uri: &str) -> RequestBuilder {
+        RequestBuilder {
+            client: self.clone(),
+            uri: uri.to_owned(),
+            request: Request::new(method),
+            options: RequestOptions::default(),
+        }
+    }
+
+    /// GET `uri` (RFC 7252 §5.8.1).
+    pub async fn get(&self, uri: &str) -> Result<Response, Error> {
+        self.request(Code::GET, uri).send().await
+    }
+
+    /// POST `payload` to `uri` (RFC 7252 §5.8.2).
+    pub async fn post(&self, uri: &str, payload: impl Into<Vec<u8>>) -> Result<Response, Error> {
+        self.request(Code::POST, uri).payload(payload).send().await
+    }
+
+    /// PUT `payload` to `uri` (RFC 7252 §5.8.3).
+    pub async fn put(&self, uri: &str, payload: impl Into<Vec<u8>>) -> Result<Response, Error> {
+        self.request(Code::PUT, uri).payload(payload).send().await
+    }
+
+    /// DELETE `uri` (RFC 7252 §5.8.4).
+    pub async fn delete(&self, uri: &str) -> Result<Response, Error> {
+        self.request(Code::DELETE, uri).send().await
+    }
+
+    /// Sends an already built request to a resolved address (no URI handling: the
+    /// request's options are sent as they are).
+    pub async fn send(
+        &self,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Response, Error> {
+        self.send_to(peer, request, options)
+            .await
+            .map_err(|e| e.with_target(peer))
+    }
+
+    async fn send_to(
+        &self,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Response, Error> {
+        let peer = self.reachable(peer)?;
+        let timeout = options.timeout.unwrap_or(self.inner.default_timeout);
+        let (key, reply) = self.submit(|key, reply| Command::Request {
+            key,
+            peer,
+            request,
+            options,
+            reply,
+        })?;
+        match self.wait(key, reply).await? {
+            Outcome::Response(response) => Ok(response),
+            Outcome::Failed(err) => Err(Error::from_request_error(err, peer, timeout)),
+            Outcome::Rejected(err) => Err(err.into()),
+            Outcome::Pong => Err(Error::new(Kind::Io(io::Error::other(
+                "unexpected pong for a request",
+            )))),
+        }
+    }
+
+    /// Sends a CoAP ping (an empty Confirmable message, RFC 7252 §4.3); succeeds when the
+    /// peer answers with a Reset.
+    pub async fn ping(&self, peer: SocketAddr) -> Result<(), Error> {
+        let target = peer;
+        let result = async {
+            let peer = self.reachable(peer)?;
+            let (key, reply) = self.submit(|key, reply| Command::Ping { key, peer, reply })?;
+            match self.wait(key, reply).await? {
+                Outcome::Pong | Outcome::Response(_) => Ok(()),
+                Outcome::Failed(err) => Err(Error::from_request_error(
+                    err,
+                    peer,
+                    self.inner.ping_timeout,
+                )),
+                Outcome::Rejected(err) => Err(err.into()),
+            }
+        }
+        .await;
+        result.map_err(|e| e.with_target(target))
+    }
+
+    /// The canonical form of `peer`, if this socket can reach it.
+    fn reachable(&self, peer: SocketAddr) -> Result<SocketAddr, Error> {
+        let peer = canonical(peer);
+        match self.inner.family.to_socket(peer) {
+            Some(_) => Ok(peer),
+            None => Err(Error::new(Kind::AddressFamily {
+                local: self.inner.local,
+                peer,
+            })),
+        }
+    }
+
+    fn submit(
+        &self,
+        make: impl FnOnce(u64, oneshot::Sender<Outcome>) -> Command,
+    ) -> Result<(u64, oneshot::Receiver<Outcome>), Error> {
+        let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(make(key, tx))
+            .map_err(|_| Error::closed())?;
+        Ok((key, rx))
+    }
+
+    async fn wait(&self, key: u64, reply: oneshot::Receiver<Outcome>) -> Result<Outcome, Error> {
+        let mut guard = CancelGuard {
+            tx: &self.inner.tx,
+            key,
+            armed: true,
+        };
+        let outcome = reply.await;
+        guard.armed = false;
+        outcome.map_err(|_| Error::closed())
+    }
+}
+
+/// A request being built; sent with [`send`](Self::send).
+#[derive(Debug)]
+pub struct RequestBuilder {
+    client: Client,
+    uri: String,
+    request: Request,
+    options: RequestOptions,
+}
+
+impl RequestBuilder {
+    /// Sets the payload.
+    pub fn payload(mut self, p: impl Into<Vec<u8>>) -> Self {
+        self.request.payload = p.into();
+        self
+    }
+
+    /// Sets the Content-Format option (RFC 7252 §5.10.3).
+    pub fn content_format(mut self, cf: ContentFormat) -> Self {
+        self.request
+            .options
+            .set_uint(OptionNumber::CONTENT_FORMAT, u32::from(cf.0));
+        self
+    }
+
+    /// Sets the Accept option (RFC 7252 §5.10.4).
+    pub fn accept(mut self, cf: ContentFormat) -> Self {
+        self.request
+            .options
+            .set_uint(OptionNumber::ACCEPT, u32::from(cf.0));
+        self
+    }
+
+    /// Adds an option; options with the same number keep the order they were added in,
+    /// after those the URI produces.
+    pub fn option(mut self, number: OptionNumber, value: impl Into<Vec<u8>>) -> Self {
+        self.request.options.push(number, value);
+        self
+    }
+
+    /// Sends the request Non-confirmable (RFC 7252 §4.3) instead of Confirmable.
+    pub fn non_confirmable(mut self, yes: bool) -> Self {
+        self.options.non_confirmable = yes;
+        self
+    }
+
+    /// How long to wait for the response; the configured default (MAX_TRANSMIT_WAIT,
+    /// 93 s, unless changed) otherwise.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.options.timeout = Some(d);
+        self
+    }
+
+    /// Resolves the URI, sends the request and waits for the response.
+    pub async fn send(self) -> Result<Response, Error> {
+        let RequestBuilder {
+            client,
+            uri,
+            request,
+            options,
+        } = self;
+        let result = async {
+            let (peer, request) = prepare(&client, &uri, request).await?;
+            client.send_to(peer, request, options).await
+        }
+        .await;
+        result.map_err(|e| e.with_target(&uri))
+    }
+}
+
+/// Longest Uri-Host option value (RFC 7252 §5.10).
+const MAX_URI_HOST: usize = 255;
+
+/// Parses `uri`, resolves its host and puts the URI options in front of the request's
+/// own (RFC 7252 §6.4).
+async fn prepare(
+    client: &Client,
+    uri: &str,
+    mut request: Request,
+) -> Result<(SocketAddr, Request), Error> {
+    let parsed = Uri::parse(uri).map_err(|e| Error::uri(e.to_string()))?;
+    if parsed.scheme != Scheme::Coap {
+        return Err(Error::uri(format!(
+            "scheme {} is not supported yet",
+            parsed.scheme
+        )));
+    }
+    let port = parsed.port_or_default();
+    let family = client.inner.family;
+    let mut host_buf = [0u8; MAX_URI_HOST];
+    let peer = match parsed.host {
+        Host::Ipv4(ip) => SocketAddr::new(IpAddr::V4(ip), port),
+        Host::Ipv6(ip, None) => SocketAddr::new(IpAddr::V6(ip), port),
+        Host::Ipv6(ip, Some(zone)) => {
+            let zone: Vec<u8> = percent_decode(zone).collect();
+            let zone =
+                String::from_utf8(zone).map_err(|_| Error::uri("invalid zone identifier"))?;
+            match zone.parse::<u32>() {
+                Ok(scope) => SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope)),
+                // An interface name: the system resolver maps it to a scope ID.
+                Err(_) => resolve(&format!("{ip}%{zone}"), port, family).await?,
+            }
+        }
+        Host::Name(_) => {
+            let name = parsed
+                .uri_host_option_into(&mut host_buf)
+                .map_err(|e| Error::uri(format!("host: {e}")))?
+                .unwrap_or_default();
+            let name =
+                std::str::from_utf8(name).map_err(|_| Error::uri("host name is not UTF-8"))?;
+            resolve(name, port, family).await?
+        }
+    };
+
+    // RFC 7252 §6.4 steps 5–9. Uri-Host only for a reg-name (an IP literal equals the
+    // destination address); Uri-Port never, since the request goes to the URI's port
+    // (step 7: only a port different from the destination port is sent).
+    let own = std::mem::take(&mut request.options);
+    if let Host::Name(_) = parsed.host {
+        if let Ok(Some(host)) = parsed.uri_host_option_into(&mut host_buf) {
+            request.options.push(OptionNumber::URI_HOST, host.to_vec());
+        }
+    }
+    for segment in parsed.path_segments() {
+        request.options.push(
+            OptionNumber::URI_PATH,
+            percent_decode(segment).collect::<Vec<u8>>(),
+        );
+    }
+    for arg in parsed.query_args() {
+        request.options.push(
+            OptionNumber::URI_QUERY,
+            percent_decode(arg).collect::<Vec<u8>>(),
+        );
+    }
+    for (number, value) in own.iter() {
+        request.options.push(number, value.to_vec());
+    }
+    Ok((peer, request))
+}
+
+/// Resolves a host name, preferring an address the socket can reach.
+async fn resolve(name: &str, port: u16, family: Family) -> Result<SocketAddr, Error> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
+        .await
+        .map_err(|e| Error::uri(format!("cannot resolve host {name}: {e}")))?
+        .map(canonical)
+        .collect();
+    addrs
+        .iter()
+        .copied()
+        .find(|a| family.to_socket(*a).is_some())
+        .or_else(|| addrs.first().copied())
+        .ok_or_else(|| Error::uri(format!("host {name} has no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn prepared(uri: &str) -> Result<(SocketAddr, Request), Error> {
+        let client = Client::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        prepare(&client, uri, Request::new(Code::GET)).await
+    }
+
+    fn values(r: &Request, n: OptionNumber) -> Vec<Vec<u8>> {
+        r.options.get_all(n).map(<[u8]>::to_vec).collect()
+    }
+
+    #[tokio::test]
+    async fn uri_to_options() {
+        let (peer, r) = prepared("coap://127.0.0.1:61616/a%20b/c?x=1&y=%262")
+            .await
+            .unwrap();
+        assert_eq!(peer, "127.0.0.1:61616".parse().unwrap());
+        assert!(!r.options.contains(OptionNumber::URI_HOST));
+        assert!(!r.options.contains(OptionNumber::URI_PORT));
+        assert_eq!(
+            values(&r, OptionNumber::URI_PATH),
+            [b"a b".to_vec(), b"c".to_vec()]
+        );
+        assert_eq!(
+            values(&r, OptionNumber::URI_QUERY),
+            [b"x=1".to_vec(), b"y=&2".to_vec()]
+        );
+    }
+
+    /// RFC 7252 §6.4 step 8: a trailing slash is an empty last segment.
+    #[tokio::test]
+    async fn trailing_slash() {
+        let (_, r) = prepared("coap://127.0.0.1/a/").await.unwrap();
+        assert_eq!(
+            values(&r, OptionNumber::URI_PATH),
+            [b"a".to_vec(), Vec::new()]
+        );
+        let (peer, r) = prepared("coap://127.0.0.1/").await.unwrap();
+        assert_eq!(peer.port(), 5683);
+        assert!(!r.options.contains(OptionNumber::URI_PATH));
+    }
+
+    /// RFC 7252 §6.4 step 5: Uri-Host for a reg-name, lowercased.
+    #[tokio::test]
+    async fn reg_name_gets_uri_host() {
+        let (peer, r) = prepared("coap://LocalHost:5700/x").await.unwrap();
+        assert!(peer.ip().is_loopback());
+        assert_eq!(peer.port(), 5700);
+        assert_eq!(values(&r, OptionNumber::URI_HOST), [b"localhost".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn unsupported_and_bad_uris() {
+        let err = prepared("coaps://127.0.0.1/x").await.unwrap_err();
+        assert!(err.is_uri());
+        assert_eq!(
+            err.to_string(),
+            "invalid URI: scheme coaps is not supported yet"
+        );
+        assert!(prepared("http://127.0.0.1/").await.unwrap_err().is_uri());
+        assert!(prepared("coap://127.0.0.1/#frag")
+            .await
+            .unwrap_err()
+            .is_uri());
+        assert!(prepared("coap://no-such-host.invalid/")
+            .await
+            .unwrap_err()
+            .is_uri());
+    }
+
+    #[tokio::test]
+    async fn address_family_mismatch() {
+        let client = Client::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let err = client
+            .request(Code::GET, "coap://[::1]/x")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_io(), "{err}");
+        assert!(err.to_string().contains("IPv6"), "{err}");
+    }
+}

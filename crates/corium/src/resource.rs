@@ -1,0 +1,226 @@
+//! Resources: the handlers of one path, by method, and the link attributes that
+//! `/.well-known/core` advertises for it (RFC 6690).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use corium_proto::wire::Code;
+use corium_proto::Response;
+
+use crate::server::RequestContext;
+
+/// The future a [`Handler`] returns, boxed so that handlers of different types can sit
+/// in one router.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+
+/// An async request handler.
+///
+/// Implemented for every `Fn(RequestContext) -> impl Future<Output = Response> + Send`
+/// that is `Send + Sync + 'static`, so a closure or an `async fn` works:
+///
+/// ```
+/// use corium::{Code, RequestContext, Resource, Response};
+///
+/// async fn hello(_ctx: RequestContext) -> Response {
+///     Response::with_payload(Code::CONTENT, "hello")
+/// }
+/// let resource = Resource::new()
+///     .get(hello)
+///     .put(|ctx: RequestContext| async move { Response::with_payload(Code::CHANGED, ctx.request.payload) });
+/// ```
+///
+/// A handler that panics is answered 5.00 Internal Server Error; the server keeps
+/// serving.
+pub trait Handler: Send + Sync + 'static {
+    /// Starts handling one request.
+    fn call(&self, ctx: RequestContext) -> HandlerFuture;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(RequestContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    fn call(&self, ctx: RequestContext) -> HandlerFuture {
+        Box::pin(self(ctx))
+    }
+}
+
+/// Link attributes of a resource, served in `/.well-known/core` (RFC 6690 §3, RFC 7252
+/// §7.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceAttrs {
+    /// Resource types, `rt` (RFC 6690 §3.1): written as one quoted, space-separated
+    /// string.
+    pub rt: Vec<String>,
+    /// Interface descriptions, `if` (RFC 6690 §3.2): one quoted, space-separated string.
+    pub if_: Vec<String>,
+    /// Content-Format codes, `ct` (RFC 7252 §7.2.1): a bare number, or a quoted
+    /// space-separated list when there are several.
+    pub ct: Vec<u16>,
+    /// Maximum size estimate in bytes, `sz` (RFC 6690 §3.3).
+    pub sz: Option<u64>,
+    /// Human-readable title, `title` (RFC 8288 §3.4.1), quoted.
+    pub title: Option<String>,
+    /// Observable, `obs` (RFC 7641 §6): a flag without value.
+    pub obs: bool,
+    /// Other link-extension attributes: a name with a quoted value, or a bare flag.
+    pub other: Vec<(String, Option<String>)>,
+}
+
+/// The handlers for one path, by method, and its link attributes.
+///
+/// ```
+/// use corium::{Code, RequestContext, Resource, Response};
+///
+/// let temp = Resource::new()
+///     .get(|_ctx: RequestContext| async { Response::with_payload(Code::CONTENT, "21.5") })
+///     .rt("temperature-c")
+///     .if_("sensor")
+///     .ct(0)
+///     .obs();
+/// ```
+#[derive(Clone, Default)]
+pub struct Resource {
+    pub(crate) handlers: Vec<(Code, Arc<dyn Handler>)>,
+    pub(crate) attrs: ResourceAttrs,
+    pub(crate) hidden: bool,
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let methods: Vec<String> = self.handlers.iter().map(|(c, _)| c.to_string()).collect();
+        f.debug_struct("Resource")
+            .field("methods", &methods)
+            .field("attrs", &self.attrs)
+            .field("hidden", &self.hidden)
+            .finish()
+    }
+}
+
+impl Resource {
+    /// A resource without handlers (every method gets 4.05) or attributes.
+    pub fn new() -> Resource {
+        Resource::default()
+    }
+
+    /// Handles `method` with `h`, replacing an earlier handler for the same method.
+    pub fn method<H: Handler>(mut self, method: Code, h: H) -> Self {
+        let h: Arc<dyn Handler> = Arc::new(h);
+        match self.handlers.iter_mut().find(|(m, _)| *m == method) {
+            Some(slot) => slot.1 = h,
+            None => self.handlers.push((method, h)),
+        }
+        self
+    }
+
+    /// Handles GET (RFC 7252 §5.8.1).
+    pub fn get<H: Handler>(self, h: H) -> Self {
+        self.method(Code::GET, h)
+    }
+
+    /// Handles POST (RFC 7252 §5.8.2).
+    pub fn post<H: Handler>(self, h: H) -> Self {
+        self.method(Code::POST, h)
+    }
+
+    /// Handles PUT (RFC 7252 §5.8.3).
+    pub fn put<H: Handler>(self, h: H) -> Self {
+        self.method(Code::PUT, h)
+    }
+
+    /// Handles DELETE (RFC 7252 §5.8.4).
+    pub fn delete<H: Handler>(self, h: H) -> Self {
+        self.method(Code::DELETE, h)
+    }
+
+    /// Handles FETCH (RFC 8132 §2).
+    pub fn fetch<H: Handler>(self, h: H) -> Self {
+        self.method(Code::FETCH, h)
+    }
+
+    /// Handles PATCH (RFC 8132 §3).
+    pub fn patch<H: Handler>(self, h: H) -> Self {
+        self.method(Code::PATCH, h)
+    }
+
+    /// Handles iPATCH (RFC 8132 §3).
+    pub fn ipatch<H: Handler>(self, h: H) -> Self {
+        self.method(Code::IPATCH, h)
+    }
+
+    /// Adds a resource type, `rt` (RFC 6690 §3.1).
+    pub fn rt(mut self, v: &str) -> Self {
+        self.attrs.rt.push(v.to_owned());
+        self
+    }
+
+    /// Adds an interface description, `if` (RFC 6690 §3.2).
+    pub fn if_(mut self, v: &str) -> Self {
+        self.attrs.if_.push(v.to_owned());
+        self
+    }
+
+    /// Adds a Content-Format code, `ct` (RFC 7252 §7.2.1).
+    pub fn ct(mut self, cf: u16) -> Self {
+        self.attrs.ct.push(cf);
+        self
+    }
+
+    /// Sets the maximum size estimate, `sz` (RFC 6690 §3.3).
+    pub fn sz(mut self, n: u64) -> Self {
+        self.attrs.sz = Some(n);
+        self
+    }
+
+    /// Sets the title.
+    pub fn title(mut self, t: &str) -> Self {
+        self.attrs.title = Some(t.to_owned());
+        self
+    }
+
+    /// Marks the resource observable, `obs` (RFC 7641 §6).
+    pub fn obs(mut self) -> Self {
+        self.attrs.obs = true;
+        self
+    }
+
+    /// Adds another link attribute: `name="value"`, or a bare `name` for `None`.
+    pub fn attr(mut self, name: &str, value: Option<&str>) -> Self {
+        self.attrs
+            .other
+            .push((name.to_owned(), value.map(str::to_owned)));
+        self
+    }
+
+    /// Replaces every link attribute.
+    pub fn attrs(mut self, attrs: ResourceAttrs) -> Self {
+        self.attrs = attrs;
+        self
+    }
+
+    /// Leaves the resource out of `/.well-known/core`.
+    pub fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+
+    /// The link attributes.
+    pub fn link_attrs(&self) -> &ResourceAttrs {
+        &self.attrs
+    }
+
+    /// The methods that have a handler, in the order they were added.
+    pub fn methods(&self) -> impl Iterator<Item = Code> + '_ {
+        self.handlers.iter().map(|(c, _)| *c)
+    }
+
+    pub(crate) fn handler(&self, method: Code) -> Option<&Arc<dyn Handler>> {
+        self.handlers
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, h)| h)
+    }
+}

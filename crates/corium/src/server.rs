@@ -1,0 +1,459 @@
+//! The server: sockets, one driver task per socket, and the tasks that run handlers.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use corium_proto::wire::Code;
+use corium_proto::{EndpointConfig, IncomingId, Request, Response};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::driver::{Command, Direction, Driver, ServerSide, TraceFn};
+use crate::resource::{Handler, HandlerFuture};
+use crate::router::{Params, Router};
+use crate::udp::{self, BoundSocket, V6Mode};
+
+/// How long [`Server::run_until`] waits, by default, for in-flight handlers after the
+/// shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What a handler gets: the request and where it came from.
+pub struct RequestContext {
+    /// The client's address (IPv4 peers of a dual-stack socket appear as IPv4).
+    pub peer: SocketAddr,
+    /// The request. Uri-Path and Uri-Query are in its options, already decoded.
+    pub request: Request,
+    /// Whether the request was sent to a multicast group (RFC 7252 §8.2).
+    pub multicast: bool,
+    /// Whether the request came as a Confirmable message.
+    pub confirmable: bool,
+    pub(crate) params: Params,
+}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("peer", &self.peer)
+            .field("request", &self.request)
+            .field("multicast", &self.multicast)
+            .field("confirmable", &self.confirmable)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl RequestContext {
+    /// A context for calling a handler directly (tests, composition).
+    pub fn new(peer: SocketAddr, request: Request) -> RequestContext {
+        RequestContext {
+            peer,
+            request,
+            multicast: false,
+            confirmable: true,
+            params: Vec::new(),
+        }
+    }
+
+    /// Sets a path parameter, as the router does for `{name}` patterns.
+    pub fn with_param(mut self, name: &str, value: &str) -> RequestContext {
+        self.params.push((name.into(), value.to_owned()));
+        self
+    }
+
+    /// The value of the path parameter `name` of the matched route (`{id}` in
+    /// `"/things/{id}"`, `{*rest}` for the tail), decoded as lossy UTF-8.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path as `/a/b` from the decoded Uri-Path options (lossy UTF-8; `/` when there
+    /// are none). Segments are not re-encoded: a segment containing `/` is ambiguous here.
+    pub fn path(&self) -> String {
+        let mut path = String::new();
+        for segment in self.request.path_segments() {
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(segment));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
+    /// The Uri-Query arguments as strings (lossy UTF-8).
+    pub fn query(&self) -> Vec<String> {
+        self.request
+            .query_args()
+            .map(|q| String::from_utf8_lossy(q).into_owned())
+            .collect()
+    }
+
+    /// The value of the first query argument `name=value`; `Some("")` for a bare
+    /// `name`.
+    pub fn query_value(&self, name: &str) -> Option<String> {
+        self.request.query_args().find_map(|arg| {
+            let rest = arg.strip_prefix(name.as_bytes())?;
+            match rest {
+                [] => Some(String::new()),
+                [b'=', value @ ..] => Some(String::from_utf8_lossy(value).into_owned()),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Runs the handler, catching a panic in it (the future is polled inside
+/// `catch_unwind`, so no second task is needed).
+enum CatchUnwind {
+    Start(Arc<dyn Handler>, Option<RequestContext>),
+    Running(HandlerFuture),
+    Done,
+}
+
+impl Future for CatchUnwind {
+    /// `None` when the handler panicked.
+    type Output = Option<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Response>> {
+        let this = self.get_mut();
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            if let CatchUnwind::Start(handler, ctx) = this {
+                let ctx = ctx.take()?;
+                *this = CatchUnwind::Running(handler.call(ctx));
+            }
+            match this {
+                CatchUnwind::Running(fut) => Some(fut.as_mut().poll(cx)),
+                _ => None,
+            }
+        }));
+        match polled {
+            Ok(Some(Poll::Pending)) => Poll::Pending,
+            Ok(Some(Poll::Ready(response))) => {
+                *this = CatchUnwind::Done;
+                Poll::Ready(Some(response))
+            }
+            Ok(None) | Err(_) => {
+                *this = CatchUnwind::Done;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// Sends the response back to the driver; if the task is dropped before the handler
+/// finished (runtime shutting down), answers 5.03 so the exchange does not linger.
+struct Responder {
+    tx: mpsc::UnboundedSender<Command>,
+    id: IncomingId,
+    done: bool,
+}
+
+impl Responder {
+    fn send(mut self, response: Response) {
+        self.done = true;
+        let _ = self.tx.send(Command::Respond {
+            id: self.id,
+            response,
+        });
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.tx.send(Command::Respond {
+                id: self.id,
+                response: Response::new(Code::SERVICE_UNAVAILABLE),
+            });
+        }
+    }
+}
+
+/// The task spawned for one request: runs the handler, answers 5.00 if it panics.
+pub(crate) async fn run_handler(
+    handler: Arc<dyn Handler>,
+    ctx: RequestContext,
+    id: IncomingId,
+    tx: mpsc::UnboundedSender<Command>,
+) {
+    let responder = Responder {
+        tx,
+        id,
+        done: false,
+    };
+    let (peer, method) = (ctx.peer, ctx.request.method);
+    let response = match CatchUnwind::Start(handler, Some(ctx)).await {
+        Some(response) => response,
+        None => {
+            tracing::error!(%peer, %method, "request handler panicked; answering 5.00");
+            Response::new(Code::INTERNAL_SERVER_ERROR)
+        }
+    };
+    responder.send(response);
+}
+
+/// Configures and binds a [`Server`].
+#[derive(Clone)]
+pub struct ServerBuilder {
+    config: EndpointConfig,
+    shutdown_grace: Duration,
+    reuse_address: bool,
+    trace: Option<TraceFn>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("reuse_address", &self.reuse_address)
+            .field("trace", &self.trace.is_some())
+            .finish()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            config: EndpointConfig::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            reuse_address: false,
+            trace: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The endpoint configuration (transmission parameters, separate-response delay,
+    /// table limits) for every socket.
+    pub fn config(mut self, config: EndpointConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long [`Server::run_until`] waits for in-flight handlers after the shutdown
+    /// signal (default [`DEFAULT_SHUTDOWN_GRACE`]).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets SO_REUSEADDR on the sockets (default off: on Linux it would let a second
+    /// server bind the same UDP port and silently take its traffic).
+    pub fn reuse_address(mut self, yes: bool) -> Self {
+        self.reuse_address = yes;
+        self
+    }
+
+    /// Called for every datagram sent or received, on every socket (for
+    /// `corium serve -v`). Runs on the driver task: keep it short.
+    pub fn trace(
+        mut self,
+        f: impl Fn(Direction, SocketAddr, &[u8]) + Send + Sync + 'static,
+    ) -> Self {
+        self.trace = Some(Arc::new(f));
+        self
+    }
+
+    /// Binds one UDP socket per address. IPv6 sockets are IPv6-only (IPV6_V6ONLY), so
+    /// `[::]:5683` and `0.0.0.0:5683` can be bound together. Nothing is read until
+    /// [`Server::run_until`].
+    pub async fn bind(self, addrs: &[SocketAddr], router: Router) -> io::Result<Server> {
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to bind the server to",
+            ));
+        }
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            let bound = udp::bind(addr, V6Mode::Only, self.reuse_address).map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot bind UDP {addr}: {err}"))
+            })?;
+            tracing::debug!(local = %bound.local, "server socket bound");
+            sockets.push(bound);
+        }
+        Ok(Server {
+            sockets,
+            router: Arc::new(router),
+            config: self.config,
+            shutdown_grace: self.shutdown_grace,
+            trace: self.trace,
+        })
+    }
+}
+
+/// A CoAP server over UDP: bound sockets and a [`Router`].
+///
+/// Each socket gets its own driver task; handlers run in tasks of their own, so a slow
+/// handler delays nobody else (a Confirmable request whose handler takes longer than
+/// `separate_ack_delay` is acknowledged at once and answered separately, RFC 7252
+/// §5.2.2).
+///
+/// ```no_run
+/// use corium::{Code, RequestContext, Resource, Response, Router, Server};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let router = Router::new().route(
+///     "/hello",
+///     Resource::new().get(|_ctx: RequestContext| async { Response::with_payload(Code::CONTENT, "world") }),
+/// );
+/// let server = Server::builder()
+///     .bind(&["[::]:5683".parse().unwrap(), "0.0.0.0:5683".parse().unwrap()], router)
+///     .await?;
+/// server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+pub struct Server {
+    sockets: Vec<BoundSocket>,
+    router: Arc<Router>,
+    config: EndpointConfig,
+    shutdown_grace: Duration,
+    trace: Option<TraceFn>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs())
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder with the default configuration.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The bound addresses (with the ports the system chose for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|s| s.local).collect()
+    }
+
+    /// Serves until `shutdown` resolves; then stops reading, waits up to the shutdown
+    /// grace (2 s by default) for in-flight handlers and sends their responses, and
+    /// returns. Returns early with the error if a socket fails.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let mut drivers = JoinSet::new();
+        let mut controls = Vec::with_capacity(self.sockets.len());
+        for bound in self.sockets {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let local = bound.local;
+            let server = ServerSide {
+                router: Arc::clone(&self.router),
+                tx: tx.clone(),
+                in_flight: 0,
+            };
+            let driver = Driver::new(
+                bound,
+                self.config.clone(),
+                rx,
+                self.trace.clone(),
+                Some(server),
+            );
+            drivers.spawn(async move { (local, driver.run().await) });
+            controls.push(tx);
+        }
+        let mut failure = None;
+        tokio::select! {
+            () = shutdown => {}
+            Some(done) = drivers.join_next() => {
+                failure = Some(done);
+            }
+        }
+        for tx in &controls {
+            let _ = tx.send(Command::Shutdown {
+                grace: self.shutdown_grace,
+            });
+        }
+        let mut result = Ok(());
+        if let Some(done) = failure {
+            result = outcome(done);
+        }
+        while let Some(done) = drivers.join_next().await {
+            if result.is_ok() {
+                result = outcome(done);
+            }
+        }
+        result
+    }
+
+    /// Serves until the process is interrupted (Ctrl-C), then shuts down as
+    /// [`run_until`](Self::run_until) does.
+    pub async fn run(self) -> io::Result<()> {
+        self.run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    }
+}
+
+fn outcome(done: Result<(SocketAddr, io::Result<()>), tokio::task::JoinError>) -> io::Result<()> {
+    match done {
+        Ok((_, Ok(()))) => Ok(()),
+        Ok((local, Err(err))) => Err(io::Error::new(
+            err.kind(),
+            format!("server socket {local} failed: {err}"),
+        )),
+        Err(err) => Err(io::Error::other(format!(
+            "server driver task failed: {err}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corium_proto::wire::OptionNumber;
+
+    fn ctx(path: &str, query: &[&str]) -> RequestContext {
+        let mut request = Request::new(Code::GET);
+        request.set_path(path);
+        for q in query {
+            request
+                .options
+                .push(OptionNumber::URI_QUERY, q.as_bytes().to_vec());
+        }
+        RequestContext::new("127.0.0.1:1".parse().unwrap(), request)
+    }
+
+    #[test]
+    fn context_accessors() {
+        let c = ctx("/a/b", &["x=1", "flag", "y=a=b"]).with_param("id", "7");
+        assert_eq!(c.path(), "/a/b");
+        assert_eq!(c.query(), ["x=1", "flag", "y=a=b"]);
+        assert_eq!(c.query_value("x").as_deref(), Some("1"));
+        assert_eq!(c.query_value("flag").as_deref(), Some(""));
+        assert_eq!(c.query_value("y").as_deref(), Some("a=b"));
+        assert_eq!(c.query_value("fla"), None);
+        assert_eq!(c.param("id"), Some("7"));
+        assert_eq!(c.param("nope"), None);
+        assert_eq!(ctx("/", &[]).path(), "/");
+    }
+
+    #[tokio::test]
+    async fn panics_are_caught() {
+        let handler: Arc<dyn Handler> = Arc::new(|_ctx: RequestContext| async {
+            panic!("boom");
+        });
+        assert!(CatchUnwind::Start(handler, Some(ctx("/", &[])))
+            .await
+            .is_none());
+        let handler: Arc<dyn Handler> =
+            Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) });
+        let r = CatchUnwind::Start(handler, Some(ctx("/", &[]))).await;
+        assert_eq!(r.map(|r| r.code), Some(Code::CONTENT));
+    }
+}
