@@ -120,6 +120,11 @@ pub struct EndpointConfig {
     pub max_peers: usize,
     /// Hard limit on requests waiting for an NSTART slot towards one peer.
     pub max_queued_per_peer: usize,
+    /// The largest Block2 size a response is cut into, as SZX (block size 2^(SZX+4);
+    /// default 6 = 1024 bytes, the most UDP allows, RFC 7959 §2.2). Responses with a
+    /// larger payload go out block-wise so that no datagram exceeds the 1152 bytes of
+    /// RFC 7252 §4.6.
+    pub max_block_szx: u8,
     /// Max-Age in seconds put on 5.03 / 4.29 answers given because a table is full.
     pub overload_max_age: u32,
     /// Critical options that a layer above the endpoint processes (block-wise, OSCORE,
@@ -144,6 +149,7 @@ impl Default for EndpointConfig {
             max_dedup_entries: 262_144,
             max_peers: 65_536,
             max_queued_per_peer: 4_096,
+            max_block_szx: 6,
             overload_max_age: 2,
             recognized_critical_options: Vec::new(),
         }

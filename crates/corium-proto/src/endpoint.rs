@@ -14,10 +14,11 @@ use core::hash::Hash;
 use core::time::Duration;
 
 use bytes::Bytes;
-use corium_wire::{Code, Header, Message, MessageType, OptionNumber, ParseError};
+use corium_wire::{BlockValue, Code, Header, Message, MessageType, OptionNumber, ParseError};
 use hashbrown::HashMap;
 use rand_core::RngCore;
 
+use crate::blockwise;
 use crate::codec;
 use crate::config::EndpointConfig;
 use crate::dedup::{DedupCache, DedupState};
@@ -192,6 +193,8 @@ struct IncomingExchange<P> {
     separate: Option<Retransmission>,
     /// Set once the application answered a multicast request: the response waits here.
     leisure: Option<(Bytes, TimerHandle)>,
+    /// The Block2 option of the request, if any (RFC 7959 §2.4).
+    block2: Option<BlockValue>,
 }
 
 #[derive(Debug)]
@@ -257,6 +260,9 @@ const RECOGNIZED_REQUEST_CRITICAL: &[OptionNumber] = &[
     OptionNumber::URI_PATH,
     OptionNumber::URI_QUERY,
     OptionNumber::ACCEPT,
+    // RFC 7959 §2.4: Block2 in a request (block number, late size negotiation) is served
+    // by `blockwise::fragment_response`.
+    OptionNumber::BLOCK2,
 ];
 
 /// Critical options accepted in responses: the client layer above handles Block1/Block2.
@@ -546,6 +552,9 @@ impl<P: Peer> Endpoint<P> {
                 ack_timer,
                 separate: None,
                 leisure: None,
+                block2: msg
+                    .option(OptionNumber::BLOCK2)
+                    .and_then(BlockValue::decode),
             },
         );
         let request = Request {
@@ -758,6 +767,12 @@ impl<P: Peer> Endpoint<P> {
         }
         if let Some(t) = ex.ack_timer.take() {
             self.timers.remove(t);
+        }
+        let mut response = response;
+        if let Err(code) =
+            blockwise::fragment_response(&mut response, ex.block2, self.config.max_block_szx)
+        {
+            response = Response::new(code);
         }
         let suppress_errors_for_multicast =
             ex.multicast && !response.code.is_success() && ex.no_response == 0;

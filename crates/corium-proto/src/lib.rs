@@ -39,6 +39,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod blockwise;
 mod codec;
 mod config;
 mod dedup;

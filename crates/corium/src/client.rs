@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corium_proto::wire::{percent_decode, Code, ContentFormat, Host, OptionNumber, Scheme, Uri};
+use corium_proto::wire::{
+    percent_decode, BlockValue, Code, ContentFormat, Host, OptionNumber, Scheme, Uri,
+};
 use corium_proto::{EndpointConfig, Request, RequestOptions, Response};
 use tokio::sync::{mpsc, oneshot};
 
@@ -190,7 +192,84 @@ impl Client {
             .map_err(|e| e.with_target(peer))
     }
 
+    /// Sends a request and, when a GET or FETCH response arrives block-wise (RFC 7959
+    /// §2.4), fetches the remaining blocks and returns the whole representation.
     async fn send_to(
+        &self,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Response, Error> {
+        let reassemble = matches!(request.method, Code::GET | Code::FETCH)
+            && !request.options.contains(OptionNumber::BLOCK2);
+        if !reassemble {
+            return self.send_one(peer, request, options).await;
+        }
+        let mut restarts = 0;
+        'transfer: loop {
+            let first = self
+                .send_one(peer, request.clone(), options.clone())
+                .await?;
+            let Some(block) = block2_of(&first) else {
+                return Ok(first);
+            };
+            if !block.more || block.num != 0 || !first.code.is_success() {
+                return Ok(first);
+            }
+            let etag = first.options.get(OptionNumber::ETAG).map(<[u8]>::to_vec);
+            let mut whole = first;
+            whole.options.remove(OptionNumber::BLOCK2);
+            loop {
+                if whole.payload.len() > MAX_REASSEMBLED_BODY {
+                    return Err(Error::new(Kind::Blockwise(
+                        "the block-wise response exceeds the 16 MiB reassembly limit",
+                    )));
+                }
+                // The server may have lowered the block size (late negotiation): ask for
+                // the block that starts where the body ends, in its size.
+                let szx = block.szx;
+                let size = 1usize << (szx + 4);
+                let Some(next) = u32::try_from(whole.payload.len() / size)
+                    .ok()
+                    .and_then(|num| BlockValue::new(num, false, szx))
+                else {
+                    return Err(Error::new(Kind::Blockwise("block number out of range")));
+                };
+                let mut buf = [0u8; 4];
+                let mut req = request.clone();
+                req.options
+                    .set(OptionNumber::BLOCK2, next.encode(&mut buf).to_vec());
+                let part = self.send_one(peer, req, options.clone()).await?;
+                if !part.code.is_success() {
+                    return Ok(part);
+                }
+                let Some(got) = block2_of(&part) else {
+                    return Err(Error::new(Kind::Blockwise(
+                        "a block of the response came without a Block2 option",
+                    )));
+                };
+                // RFC 7959 §2.4: a changed ETag means the representation changed while
+                // it was being fetched; start over (a few times at most).
+                if part.options.get(OptionNumber::ETAG) != etag.as_deref()
+                    || got.offset() != whole.payload.len()
+                {
+                    restarts += 1;
+                    if restarts > MAX_BLOCKWISE_RESTARTS {
+                        return Err(Error::new(Kind::Blockwise(
+                            "the representation kept changing during a block-wise transfer",
+                        )));
+                    }
+                    continue 'transfer;
+                }
+                whole.payload.extend_from_slice(&part.payload);
+                if !got.more {
+                    return Ok(whole);
+                }
+            }
+        }
+    }
+
+    async fn send_one(
         &self,
         peer: SocketAddr,
         request: Request,
@@ -340,6 +419,19 @@ impl RequestBuilder {
         .await;
         result.map_err(|e| e.with_target(&uri))
     }
+}
+
+/// Largest representation the client reassembles from Block2 blocks.
+pub const MAX_REASSEMBLED_BODY: usize = 16 * 1024 * 1024;
+
+/// How often a block-wise transfer starts over because the ETag changed.
+const MAX_BLOCKWISE_RESTARTS: u32 = 3;
+
+fn block2_of(response: &Response) -> Option<BlockValue> {
+    response
+        .options
+        .get(OptionNumber::BLOCK2)
+        .and_then(BlockValue::decode)
 }
 
 /// Longest Uri-Host option value (RFC 7252 §5.10).

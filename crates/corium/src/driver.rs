@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 
 use crate::router::{Resolution, Router};
-use crate::server::run_handler;
+use crate::server::start_handler;
 use crate::udp::{canonical, BoundSocket, Family, MAX_DATAGRAM_SIZE};
 
 /// Datagrams read, or commands taken, per wake-up before the driver flushes its output.
@@ -382,7 +382,6 @@ impl Driver {
                 true
             }
             Resolution::Handler(handler, params) => {
-                server.in_flight += 1;
                 let ctx = crate::server::RequestContext {
                     peer,
                     request,
@@ -390,8 +389,16 @@ impl Driver {
                     confirmable,
                     params,
                 };
-                tokio::spawn(run_handler(handler, ctx, id, server.tx.clone()));
-                false
+                match start_handler(handler, ctx, id, &server.tx) {
+                    Some(response) => {
+                        self.respond(id, response);
+                        true
+                    }
+                    None => {
+                        server.in_flight += 1;
+                        false
+                    }
+                }
             }
         }
     }

@@ -41,6 +41,8 @@ pub(crate) enum Kind {
         /// The target.
         peer: SocketAddr,
     },
+    /// A block-wise transfer could not be completed (RFC 7959).
+    Blockwise(&'static str),
     /// A socket error, or the endpoint's driver task has stopped.
     Io(io::Error),
 }
@@ -108,7 +110,7 @@ impl Error {
     /// The response was rejected because it carried an unrecognised critical option
     /// (RFC 7252 §5.4.1).
     pub fn is_bad_response(&self) -> bool {
-        matches!(self.kind, Kind::BadResponse(_))
+        matches!(self.kind, Kind::BadResponse(_) | Kind::Blockwise(_))
     }
 
     /// The local endpoint refused the request because one of its limits was reached (too
@@ -168,6 +170,8 @@ impl fmt::Display for Error {
                     "cannot reach {want} address {peer} from the {have} socket bound to {local}"
                 )
             }
+            (Kind::Blockwise(msg), Some(t)) => write!(f, "request to {t} failed: {msg}"),
+            (Kind::Blockwise(msg), None) => write!(f, "block-wise transfer failed: {msg}"),
             (Kind::Io(err), Some(t)) => write!(f, "request to {t} failed: {err}"),
             (Kind::Io(err), None) => write!(f, "I/O error: {err}"),
         }

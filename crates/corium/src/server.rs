@@ -114,9 +114,12 @@ impl RequestContext {
 
 /// Runs the handler, catching a panic in it (the future is polled inside
 /// `catch_unwind`, so no second task is needed).
-enum CatchUnwind {
+pub(crate) enum CatchUnwind {
+    /// Not polled yet.
     Start(Arc<dyn Handler>, Option<RequestContext>),
+    /// Polled, pending.
     Running(HandlerFuture),
+    /// Finished.
     Done,
 }
 
@@ -179,27 +182,42 @@ impl Drop for Responder {
     }
 }
 
-/// The task spawned for one request: runs the handler, answers 5.00 if it panics.
-pub(crate) async fn run_handler(
+/// Starts a handler: polls it once on the driver's own task, and answers on the spot
+/// when it is ready (most handlers are: a piggybacked response without a task spawn or a
+/// channel hop). A handler that is still pending continues in a task of its own.
+pub(crate) fn start_handler(
     handler: Arc<dyn Handler>,
     ctx: RequestContext,
     id: IncomingId,
-    tx: mpsc::UnboundedSender<Command>,
-) {
-    let responder = Responder {
-        tx,
-        id,
-        done: false,
-    };
+    tx: &mpsc::UnboundedSender<Command>,
+) -> Option<Response> {
     let (peer, method) = (ctx.peer, ctx.request.method);
-    let response = match CatchUnwind::Start(handler, Some(ctx)).await {
-        Some(response) => response,
-        None => {
-            tracing::error!(%peer, %method, "request handler panicked; answering 5.00");
-            Response::new(Code::INTERNAL_SERVER_ERROR)
+    let mut fut = CatchUnwind::Start(handler, Some(ctx));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut fut).poll(&mut cx) {
+        Poll::Ready(response) => Some(response_or_500(response, peer, method)),
+        Poll::Pending => {
+            let responder = Responder {
+                tx: tx.clone(),
+                id,
+                done: false,
+            };
+            // The first poll registered a no-op waker; the task polls again at once
+            // with its own, as every future must allow.
+            tokio::spawn(async move {
+                let response = fut.await;
+                responder.send(response_or_500(response, peer, method));
+            });
+            None
         }
-    };
-    responder.send(response);
+    }
+}
+
+fn response_or_500(response: Option<Response>, peer: SocketAddr, method: Code) -> Response {
+    response.unwrap_or_else(|| {
+        tracing::error!(%peer, %method, "request handler panicked; answering 5.00");
+        Response::new(Code::INTERNAL_SERVER_ERROR)
+    })
 }
 
 /// Configures and binds a [`Server`].

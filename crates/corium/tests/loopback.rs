@@ -719,3 +719,41 @@ async fn server_serves_every_bound_socket() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// RFC 7959 §2.4: a representation larger than one block leaves the server in 1024-byte
+/// blocks (no datagram above RFC 7252 §4.6's 1152 bytes) and the client reassembles it.
+#[tokio::test]
+async fn large_response_is_reassembled_from_blocks() {
+    let body: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let served = body.clone();
+    let router = Router::new().route(
+        "/big",
+        Resource::new().get(move |_ctx: RequestContext| {
+            let served = served.clone();
+            async move { Response::with_payload(Code::CONTENT, served) }
+        }),
+    );
+    let running = start(router).await;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let client = Client::builder()
+        .trace(move |dir, _peer, bytes| {
+            if dir == Direction::Received {
+                seen.lock().unwrap().push(bytes.len());
+            }
+        })
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(LIMIT, client.get(&running.uri("/big")))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(response.code, Code::CONTENT);
+    assert_eq!(response.payload, body);
+    assert!(!response.options.contains(OptionNumber::BLOCK2));
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(sizes.len(), 5, "five blocks of 1024 bytes");
+    assert!(sizes.iter().all(|&n| n <= 1152));
+    running.shutdown().await;
+}

@@ -608,3 +608,35 @@ fn unanswered_requests_expire() {
     let sent = pair.sent_by(SERVER);
     assert_eq!(&sent[0].1[..], &[0x60, 0x00, 0x00, 0x01]);
 }
+
+/// RFC 7959 §2.2/§2.4: a response larger than a block leaves block by block, and a
+/// request carrying Block2 is served (not rejected as an unknown critical option).
+#[test]
+fn large_response_goes_out_block_wise() {
+    let mut pair = Pair::default_pair(23);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| {
+        Some((
+            Duration::ZERO,
+            Response::with_payload(Code::CONTENT, vec![b'x'; 1500]),
+        ))
+    });
+    let id = pair.send(get("/large"), con());
+    pair.run_for(Duration::from_secs(1));
+    let first = pair.response(id).clone();
+    assert_eq!(first.payload.len(), 1024);
+    assert_eq!(first.options.get(OptionNumber::BLOCK2), Some(&[0x0e][..]));
+    for (_, datagram) in pair.sent_by(SERVER) {
+        assert!(datagram.len() <= 1152, "RFC 7252 §4.6 message size");
+    }
+    let mut next = get("/large");
+    next.options.push(OptionNumber::BLOCK2, vec![0x16]); // NUM 1, SZX 6
+    let id = pair.send(next, con());
+    pair.run_for(Duration::from_secs(1));
+    let second = pair.response(id);
+    assert_eq!(second.payload.len(), 1500 - 1024);
+    assert_eq!(second.options.get(OptionNumber::BLOCK2), Some(&[0x16][..]));
+    assert_eq!(
+        second.options.get(OptionNumber::ETAG),
+        first.options.get(OptionNumber::ETAG)
+    );
+}

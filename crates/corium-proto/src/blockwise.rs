@@ -1,0 +1,160 @@
+//! Server-side Block2 fragmentation (RFC 7959 §2.2–2.4), stateless.
+//!
+//! A response whose payload does not fit one block is cut on the way out: the endpoint
+//! keeps no copy. A client asking for block N sends the request again with Block2 N; the
+//! application answers it again and the endpoint cuts block N from the new representation.
+//! The ETag added to every block (derived from the payload unless the application set
+//! one) lets the client notice when the representation changed between blocks. Stateful
+//! transfers (Block1 reassembly, Request-Tag) live with the exchange layer.
+
+use corium_wire::{BlockValue, Code, OptionNumber};
+
+use crate::message::Response;
+
+/// The largest block size exponent over UDP: SZX 6 = 1024 bytes (RFC 7959 §2.2; SZX 7 is
+/// BERT, reliable transports only).
+pub(crate) const MAX_UDP_SZX: u8 = 6;
+
+/// Cuts `response` to the block the request asked for (or block 0 of `max_szx` when it did
+/// not ask and the payload is larger than one block). Adds Block2, Size2 and an ETag.
+/// Returns the error code to answer instead when the requested block does not exist.
+pub(crate) fn fragment_response(
+    response: &mut Response,
+    requested: Option<BlockValue>,
+    max_szx: u8,
+) -> Result<(), Code> {
+    if response.options.contains(OptionNumber::BLOCK2) {
+        return Ok(()); // The application does its own block-wise transfer.
+    }
+    let max_szx = max_szx.min(MAX_UDP_SZX);
+    // RFC 7959 §2.4: the client's SZX is a ceiling (late negotiation); never go above
+    // ours. A BERT request over UDP is treated as asking for the largest size.
+    let szx = requested.map_or(max_szx, |b| b.szx.min(max_szx));
+    let size = 1usize << (szx + 4);
+    let total = response.payload.len();
+    let Some(request) = requested else {
+        if total <= size {
+            return Ok(());
+        }
+        return Ok(cut(response, 0, szx));
+    };
+    // The client's block number counts blocks of *its* size; with a smaller size of ours
+    // the same byte offset starts a later block (§2.4, "late negotiation").
+    let offset = request.offset();
+    if offset >= total && !(offset == 0 && total == 0) {
+        return Err(Code::BAD_OPTION);
+    }
+    let num = u32::try_from(offset / size).map_err(|_| Code::BAD_OPTION)?;
+    if num == 0 && total <= size && request.szx <= max_szx {
+        // Everything fits: answer Block2 0 with no more blocks so the client knows.
+        response.options.push(
+            OptionNumber::BLOCK2,
+            encode(BlockValue::new(0, false, szx).expect("valid block")),
+        );
+        return Ok(());
+    }
+    Ok(cut(response, num, szx))
+}
+
+fn cut(response: &mut Response, num: u32, szx: u8) {
+    let size = 1usize << (szx + 4);
+    let total = response.payload.len();
+    let start = (num as usize).saturating_mul(size).min(total);
+    let end = start.saturating_add(size).min(total);
+    let more = end < total;
+    if !response.options.contains(OptionNumber::ETAG) {
+        let tag = etag_of(&response.payload);
+        response.options.push(OptionNumber::ETAG, tag.to_vec());
+    }
+    response.payload.truncate(end);
+    response.payload.drain(..start);
+    if let Some(block) = BlockValue::new(num, more, szx) {
+        response.options.push(OptionNumber::BLOCK2, encode(block));
+    }
+    // RFC 7959 §4: Size2 tells the client the total size up front.
+    response.options.set_uint(
+        OptionNumber::SIZE2,
+        u32::try_from(total).unwrap_or(u32::MAX),
+    );
+}
+
+fn encode(block: BlockValue) -> alloc::vec::Vec<u8> {
+    let mut buf = [0u8; 4];
+    block.encode(&mut buf).to_vec()
+}
+
+/// A strong validator for a representation: 64-bit FNV-1a of its bytes (RFC 7252 §5.10.6
+/// allows any opaque value up to 8 bytes).
+pub(crate) fn etag_of(payload: &[u8]) -> [u8; 8] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in payload {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn response(len: usize) -> Response {
+        Response::with_payload(Code::CONTENT, (0..len).map(|i| i as u8).collect::<Vec<_>>())
+    }
+
+    fn block2(r: &Response) -> BlockValue {
+        BlockValue::decode(r.options.get(OptionNumber::BLOCK2).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn small_responses_are_untouched() {
+        let mut r = response(1024);
+        fragment_response(&mut r, None, 6).unwrap();
+        assert_eq!(r.payload.len(), 1024);
+        assert!(r.options.is_empty());
+    }
+
+    #[test]
+    fn large_response_gets_first_block_with_size2_and_etag() {
+        let mut r = response(1500);
+        fragment_response(&mut r, None, 6).unwrap();
+        assert_eq!(r.payload.len(), 1024);
+        assert_eq!(block2(&r), BlockValue::new(0, true, 6).unwrap());
+        assert_eq!(r.options.get_uint(OptionNumber::SIZE2), Some(1500));
+        assert_eq!(r.options.get(OptionNumber::ETAG).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn requested_block_and_late_negotiation() {
+        // Block 1 of 512 bytes: bytes 512..1024.
+        let mut r = response(1500);
+        fragment_response(&mut r, BlockValue::new(1, false, 5), 6).unwrap();
+        assert_eq!(r.payload[0], (512 % 256) as u8);
+        assert_eq!(block2(&r), BlockValue::new(1, true, 5).unwrap());
+        // The last block has M=0.
+        let mut r = response(1500);
+        fragment_response(&mut r, BlockValue::new(2, false, 5), 6).unwrap();
+        assert_eq!(r.payload.len(), 1500 - 1024);
+        assert!(!block2(&r).more);
+        // Our maximum is smaller than the client's: block 1 of 1024 = block 2 of 512.
+        let mut r = response(1500);
+        fragment_response(&mut r, BlockValue::new(1, false, 6), 5).unwrap();
+        assert_eq!(block2(&r), BlockValue::new(2, false, 5).unwrap());
+    }
+
+    #[test]
+    fn block_beyond_the_end_is_bad_option() {
+        let mut r = response(100);
+        assert_eq!(
+            fragment_response(&mut r, BlockValue::new(3, false, 6), 6),
+            Err(Code::BAD_OPTION)
+        );
+    }
+
+    #[test]
+    fn same_payload_same_etag() {
+        assert_eq!(etag_of(b"abc"), etag_of(b"abc"));
+        assert_ne!(etag_of(b"abc"), etag_of(b"abd"));
+    }
+}
