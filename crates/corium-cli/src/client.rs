@@ -1,0 +1,360 @@
+//! The request verbs (`get`, `post`, `put`, `delete`, `fetch`, `patch`,
+//! `ipatch`) and `discover`.
+//!
+//! Arguments are checked first ([`prepare_request`], [`prepare_discover`]),
+//! so a bad URI or an unknown content format fails before any socket is
+//! opened; then one request goes out through a [`corium::Client`].
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use corium::{Client, Code, ContentFormat, Direction, OptionNumber, Response};
+
+use crate::format::{
+    hex_dump, link_table, parse_hex_or_text_option_value, render_payload, Rendered,
+};
+use crate::{
+    one_line, DiscoverArgs, Failure, RequestArgs, EXIT_ERROR_RESPONSE, EXIT_FAILURE,
+    EXIT_NO_RESPONSE, EXIT_OK, EXIT_USAGE,
+};
+
+/// A request whose arguments have all been checked.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The method.
+    method: Code,
+    /// The URI as given (checked by [`crate::uri::parse`]).
+    uri: String,
+    /// Host and port, for choosing the local socket's address family.
+    host: String,
+    /// The destination port.
+    port: u16,
+    /// The payload (empty when none was given).
+    payload: Vec<u8>,
+    /// Content-Format of the payload.
+    content_format: Option<ContentFormat>,
+    /// Accept option.
+    accept: Option<ContentFormat>,
+    /// Extra options in command-line order.
+    options: Vec<(u16, Vec<u8>)>,
+    /// Non-confirmable.
+    non: bool,
+    /// Response timeout.
+    timeout: Option<Duration>,
+    /// Print every message exchanged.
+    verbose: bool,
+    /// Write the payload here instead of stdout.
+    output: Option<PathBuf>,
+}
+
+/// Looks up a content format by name or number (`text/plain`, `json`, `60`).
+pub(crate) fn parse_content_format(name: &str) -> Result<ContentFormat, Failure> {
+    ContentFormat::from_name(name)
+        .ok_or_else(|| Failure::usage(format!("unknown content format {name:?}")))
+}
+
+/// Reads the payload from `-e TEXT` or `-f FILE` (`-` for stdin).
+fn read_payload(text: Option<String>, file: Option<PathBuf>) -> Result<Vec<u8>, Failure> {
+    match (text, file) {
+        (Some(t), _) => Ok(t.into_bytes()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| Failure::other(format!("cannot read the payload from stdin: {e}")))?;
+            Ok(buf)
+        }
+        (None, Some(path)) => std::fs::read(&path).map_err(|e| Failure {
+            exit_code: EXIT_USAGE,
+            message: format!("cannot read payload file {}: {e}", path.display()),
+        }),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// Checks the arguments of a request verb.
+pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepared, Failure> {
+    let target = crate::uri::parse(&args.uri).map_err(Failure::usage)?;
+    let content_format = args
+        .content_format
+        .as_deref()
+        .map(parse_content_format)
+        .transpose()?;
+    let accept = args
+        .accept
+        .as_deref()
+        .map(parse_content_format)
+        .transpose()?;
+    let options = args
+        .options
+        .iter()
+        .map(|spec| parse_hex_or_text_option_value(spec).map_err(Failure::usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let payload = read_payload(args.payload, args.payload_file)?;
+    Ok(Prepared {
+        method,
+        uri: args.uri,
+        host: target.host,
+        port: target.port,
+        payload,
+        content_format,
+        accept,
+        options,
+        non: args.non,
+        timeout: args.timeout,
+        verbose: args.verbose,
+        output: args.output,
+    })
+}
+
+/// Checks the arguments of `discover` and builds the `/.well-known/core` URI.
+pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure> {
+    let uri =
+        crate::uri::discovery_uri(&args.uri, args.filter.as_deref()).map_err(Failure::usage)?;
+    let target = crate::uri::parse(&uri).map_err(Failure::usage)?;
+    Ok(Prepared {
+        method: Code::GET,
+        uri,
+        host: target.host,
+        port: target.port,
+        payload: Vec::new(),
+        content_format: None,
+        accept: None,
+        options: Vec::new(),
+        non: args.non,
+        timeout: args.timeout,
+        verbose: args.verbose,
+        output: None,
+    })
+}
+
+/// Resolves the destination and opens a client socket of the same address
+/// family (`0.0.0.0:0` for IPv4 peers, `[::]:0` for IPv6).
+async fn connect(p: &Prepared) -> Result<Client, Failure> {
+    let mut addrs = tokio::net::lookup_host((p.host.as_str(), p.port))
+        .await
+        .map_err(|e| Failure::usage(format!("cannot resolve host {:?}: {e}", p.host)))?;
+    let first = addrs
+        .next()
+        .ok_or_else(|| Failure::usage(format!("host {:?} has no address", p.host)))?;
+    let local: SocketAddr = if first.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut builder = Client::builder();
+    if p.verbose {
+        builder = builder.trace(|direction, peer, bytes| {
+            let sent = matches!(direction, Direction::Sent);
+            eprintln!("{}", crate::trace::dissect(sent, peer, bytes));
+        });
+    }
+    builder
+        .bind(local)
+        .await
+        .map_err(|e| Failure::other(format!("cannot open a UDP socket on {local}: {e}")))
+}
+
+/// Sends the prepared request and returns the response.
+async fn send(p: &Prepared) -> Result<Response, Failure> {
+    let client = connect(p).await?;
+    let mut req = client.request(p.method, &p.uri).non_confirmable(p.non);
+    if !p.payload.is_empty() {
+        req = req.payload(p.payload.clone());
+    }
+    if let Some(cf) = p.content_format {
+        req = req.content_format(cf);
+    }
+    if let Some(cf) = p.accept {
+        req = req.accept(cf);
+    }
+    for (number, value) in &p.options {
+        req = req.option(OptionNumber(*number), value.clone());
+    }
+    if let Some(t) = p.timeout {
+        req = req.timeout(t);
+    }
+    req.send().await.map_err(|e| {
+        let exit_code = if e.is_uri() {
+            EXIT_USAGE
+        } else if e.is_timeout() || e.is_reset() {
+            EXIT_NO_RESPONSE
+        } else {
+            EXIT_FAILURE
+        };
+        Failure {
+            exit_code,
+            message: e.to_string(),
+        }
+    })
+}
+
+/// The exit code for a response: 0 for 2.xx, 1 for anything else.
+fn exit_code_of(code: Code) -> u8 {
+    if code.class() == 2 {
+        EXIT_OK
+    } else {
+        EXIT_ERROR_RESPONSE
+    }
+}
+
+/// `/a/b?x=1&y=2` from the Location-Path and Location-Query options
+/// (RFC 7252 §5.10.7), or `None` when there are none.
+fn location(resp: &Response) -> Option<String> {
+    let path: Vec<String> = resp
+        .options
+        .get_all(OptionNumber::LOCATION_PATH)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let query: Vec<String> = resp
+        .options
+        .get_all(OptionNumber::LOCATION_QUERY)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    if path.is_empty() && query.is_empty() {
+        return None;
+    }
+    let mut out = format!("/{}", path.join("/"));
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&query.join("&"));
+    }
+    Some(out)
+}
+
+/// Writes to stdout; a closed pipe (`corium get ... | head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::other(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// The diagnostic payload of an error response (RFC 7252 §5.5.2): UTF-8
+/// text with no Content-Format or text/plain.
+fn diagnostic(resp: &Response) -> Option<&str> {
+    let textual = resp.content_format().is_none_or(|cf| cf.0 == 0);
+    if resp.code.class() == 2 || resp.payload.is_empty() || !textual {
+        return None;
+    }
+    std::str::from_utf8(&resp.payload).ok()
+}
+
+/// Prints the code line (with the diagnostic payload of an error response)
+/// and the location, if any, on stderr.
+fn report_code(resp: &Response) {
+    let mut line = format!("{:?}", resp.code);
+    if let Some(diag) = diagnostic(resp) {
+        line.push_str(": ");
+        line.push_str(&one_line(diag));
+    }
+    eprintln!("{line}");
+    if let Some(loc) = location(resp) {
+        eprintln!("Location: {loc}");
+    }
+}
+
+/// Runs a request verb; returns the exit code.
+pub(crate) async fn request(p: Prepared) -> Result<u8, Failure> {
+    let resp = send(&p).await?;
+    report_code(&resp);
+    if diagnostic(&resp).is_some() {
+        // Already shown on the code line.
+    } else if let Some(path) = &p.output {
+        std::fs::write(path, &resp.payload)
+            .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
+    } else {
+        let cf = resp.content_format().map(|c| c.0);
+        match render_payload(&resp.payload, cf) {
+            Rendered::Text(mut s) => {
+                if !s.is_empty() && !s.ends_with('\n') {
+                    s.push('\n');
+                }
+                write_stdout(s.as_bytes())?;
+            }
+            Rendered::Binary => write_stdout(hex_dump(&resp.payload).as_bytes())?,
+        }
+    }
+    Ok(exit_code_of(resp.code))
+}
+
+/// Runs `discover`: prints the links as a table; returns the exit code.
+pub(crate) async fn discover(p: Prepared) -> Result<u8, Failure> {
+    let resp = send(&p).await?;
+    report_code(&resp);
+    if resp.code.class() != 2 {
+        return Ok(EXIT_ERROR_RESPONSE);
+    }
+    let doc = std::str::from_utf8(&resp.payload).map_err(|_| Failure {
+        exit_code: EXIT_FAILURE,
+        message: "the response is not a link-format document (not UTF-8)".to_owned(),
+    })?;
+    write_stdout(link_table(doc).as_bytes())?;
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_format_names_and_numbers() {
+        assert_eq!(
+            parse_content_format("text/plain").unwrap(),
+            ContentFormat(0)
+        );
+        assert_eq!(
+            parse_content_format("application/json").unwrap(),
+            ContentFormat(50)
+        );
+        assert_eq!(
+            parse_content_format("application/cbor").unwrap(),
+            ContentFormat(60)
+        );
+        assert_eq!(
+            parse_content_format("application/link-format").unwrap(),
+            ContentFormat(40)
+        );
+        assert_eq!(
+            parse_content_format("application/senml+json").unwrap(),
+            ContentFormat(110)
+        );
+        assert_eq!(parse_content_format("11542").unwrap(), ContentFormat(11542));
+        let err = parse_content_format("foo").unwrap_err();
+        assert_eq!(err.message, r#"unknown content format "foo""#);
+        assert_eq!(err.exit_code, EXIT_USAGE);
+    }
+
+    #[test]
+    fn location_options() {
+        let mut r = Response::new(Code::CREATED);
+        assert_eq!(location(&r), None);
+        for seg in ["location1", "location2", "location3"] {
+            r.options
+                .push(OptionNumber::LOCATION_PATH, seg.as_bytes().to_vec());
+        }
+        assert_eq!(location(&r).unwrap(), "/location1/location2/location3");
+        let mut r = Response::new(Code::CREATED);
+        r.options
+            .push(OptionNumber::LOCATION_QUERY, b"first=1".to_vec());
+        r.options
+            .push(OptionNumber::LOCATION_QUERY, b"second=2".to_vec());
+        assert_eq!(location(&r).unwrap(), "/?first=1&second=2");
+    }
+
+    #[test]
+    fn exit_codes_by_class() {
+        assert_eq!(exit_code_of(Code::CONTENT), EXIT_OK);
+        assert_eq!(exit_code_of(Code::CREATED), EXIT_OK);
+        assert_eq!(exit_code_of(Code::NOT_FOUND), EXIT_ERROR_RESPONSE);
+        assert_eq!(exit_code_of(Code::PRECONDITION_FAILED), EXIT_ERROR_RESPONSE);
+        assert_eq!(
+            exit_code_of(Code::INTERNAL_SERVER_ERROR),
+            EXIT_ERROR_RESPONSE
+        );
+    }
+}

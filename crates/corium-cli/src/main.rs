@@ -1,0 +1,438 @@
+//! `corium`: a command-line CoAP (RFC 7252) client, the ETSI plugtest server
+//! and a load generator.
+//!
+//! * `corium get|post|put|delete|fetch|patch|ipatch URI`: one request, the
+//!   payload rendered on stdout, the response code on stderr.
+//! * `corium discover URI`: `GET /.well-known/core` (RFC 6690 §4) as a table.
+//! * `corium serve`: the plugtest resource set (see `plugtest.rs`).
+//! * `corium bench URI`: a closed-loop load generator driving the sans-IO
+//!   endpoint directly.
+//!
+//! Exit codes are documented in [`EXIT_CODES_HELP`] (shown by `--help`).
+#![forbid(unsafe_code)]
+
+mod bench;
+mod client;
+mod format;
+mod plugtest;
+mod serve;
+mod trace;
+mod uri;
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The command ended as intended (a 2.xx response, a clean shutdown).
+pub(crate) const EXIT_OK: u8 = 0;
+/// The server answered with an error response (4.xx or 5.xx).
+pub(crate) const EXIT_ERROR_RESPONSE: u8 = 1;
+/// Bad command-line arguments (clap's usual code).
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// No response: the request timed out, was never acknowledged, or was reset.
+pub(crate) const EXIT_NO_RESPONSE: u8 = 3;
+/// Any other failure: local I/O, a malformed response, an overloaded endpoint.
+pub(crate) const EXIT_FAILURE: u8 = 4;
+
+/// The exit-code table appended to `--help`.
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success (a 2.xx response; server stopped cleanly)
+  1  the server answered 4.xx or 5.xx (the code is printed on stderr)
+  2  bad arguments (invalid URI, unknown content format, bad option, ...)
+  3  no response: timed out (see --timeout), never acknowledged, or reset
+  4  other failure: local I/O error, malformed response, endpoint overloaded";
+
+/// Why a command failed: a one-line message for stderr and an exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Process exit code (one of the `EXIT_*` constants).
+    pub(crate) exit_code: u8,
+    /// Shown as `error: <message>`; a single line.
+    pub(crate) message: String,
+}
+
+impl Failure {
+    /// A bad-argument failure (exit code 2).
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            exit_code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    /// A local failure (exit code 4).
+    pub(crate) fn other(message: impl Into<String>) -> Failure {
+        Failure {
+            exit_code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
+
+/// CoAP (RFC 7252) client, plugtest server and load generator.
+#[derive(Debug, Parser)]
+#[command(name = "corium", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a GET request and print the response payload.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Get(RequestArgs),
+    /// Send a POST request.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Post(RequestArgs),
+    /// Send a PUT request.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Put(RequestArgs),
+    /// Send a DELETE request.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Delete(RequestArgs),
+    /// Send a FETCH request (RFC 8132).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Fetch(RequestArgs),
+    /// Send a PATCH request (RFC 8132).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Patch(RequestArgs),
+    /// Send an iPATCH request (RFC 8132).
+    #[command(name = "ipatch", after_help = EXIT_CODES_HELP)]
+    Ipatch(RequestArgs),
+    /// List a server's resources (GET /.well-known/core, RFC 6690).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Discover(DiscoverArgs),
+    /// Serve the ETSI CoAP plugtest resources (plus /echo).
+    Serve(ServeArgs),
+    /// Load-test a server with GET requests and print latency and throughput.
+    Bench(BenchArgs),
+}
+
+/// Arguments shared by the request verbs.
+#[derive(Debug, Args)]
+pub(crate) struct RequestArgs {
+    /// The resource, e.g. `coap://127.0.0.1/test` or `coap://[::1]:5683/query?a=1`.
+    #[arg(value_name = "URI")]
+    pub(crate) uri: String,
+    /// Payload given as text.
+    #[arg(
+        short = 'e',
+        long = "payload",
+        value_name = "TEXT",
+        conflicts_with = "payload_file"
+    )]
+    pub(crate) payload: Option<String>,
+    /// Payload read from a file (`-` for stdin).
+    #[arg(short = 'f', long = "payload-file", value_name = "FILE")]
+    pub(crate) payload_file: Option<PathBuf>,
+    /// Content-Format of the payload: a name (text/plain, application/json,
+    /// application/cbor, application/link-format, application/senml+json, json,
+    /// cbor, ...) or a number.
+    #[arg(short = 't', long = "content-format", value_name = "FORMAT")]
+    pub(crate) content_format: Option<String>,
+    /// Accept option: a content format name or number.
+    #[arg(short = 'A', long = "accept", value_name = "FORMAT")]
+    pub(crate) accept: Option<String>,
+    /// Any option as NUM,VALUE (repeatable). NUM is a number or a name
+    /// (Uri-Query, If-None-Match, ...); VALUE is text, 0x-prefixed hex, a
+    /// decimal for uint options, or empty.
+    #[arg(short = 'O', long = "option", value_name = "NUM,VALUE")]
+    pub(crate) options: Vec<String>,
+    /// Send the request Non-confirmable (RFC 7252 §4.3).
+    #[arg(long = "non")]
+    pub(crate) non: bool,
+    /// Give up waiting for a response after this many seconds (default:
+    /// MAX_TRANSMIT_WAIT, 93 s).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) timeout: Option<Duration>,
+    /// Print every message exchanged (a one-line dissection on stderr).
+    #[arg(short = 'v', long = "verbose")]
+    pub(crate) verbose: bool,
+    /// Write the raw response payload to this file instead of rendering it
+    /// on stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// Arguments of `corium discover`.
+#[derive(Debug, Args)]
+pub(crate) struct DiscoverArgs {
+    /// The server, e.g. `coap://host[:port]`: /.well-known/core is appended
+    /// to the path unless it ends with it already. A query is kept as an
+    /// RFC 6690 filter (`?rt=temp*`).
+    #[arg(value_name = "URI")]
+    pub(crate) uri: String,
+    /// Query filter as NAME=VALUE (RFC 6690 §4.1), e.g. rt=temp* or if=sensor.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(crate) filter: Option<String>,
+    /// Send the request Non-confirmable.
+    #[arg(long = "non")]
+    pub(crate) non: bool,
+    /// Give up waiting for a response after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) timeout: Option<Duration>,
+    /// Print every message exchanged on stderr.
+    #[arg(short = 'v', long = "verbose")]
+    pub(crate) verbose: bool,
+}
+
+/// Arguments of `corium serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (repeatable). Default: `[::]:5683` and `0.0.0.0:5683`.
+    /// Port 0 picks a free port; the first line on stdout names the bound
+    /// addresses.
+    #[arg(long = "bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
+    pub(crate) bind: Vec<SocketAddr>,
+    /// Log at debug level (RUST_LOG, when set, takes precedence).
+    #[arg(short = 'v', long = "verbose")]
+    pub(crate) verbose: bool,
+}
+
+/// Arguments of `corium bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The resource to GET, e.g. coap://127.0.0.1:5683/test.
+    #[arg(value_name = "URI")]
+    pub(crate) uri: String,
+    /// Number of client sockets (each its own endpoint and message-ID space).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) sockets: u32,
+    /// Requests kept in flight per socket.
+    #[arg(long, value_name = "W", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub(crate) window: u32,
+    /// Length of the measurement in seconds (after the warm-up).
+    #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
+    pub(crate) duration: Duration,
+    /// Warm-up in seconds before measuring (requests are sent but not counted).
+    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds_or_zero)]
+    pub(crate) warmup: Duration,
+    /// Send Non-confirmable requests.
+    #[arg(long = "non")]
+    pub(crate) non: bool,
+    /// A request without a response after this many seconds counts as lost.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub(crate) timeout: Duration,
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() && x < 1e9 => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// Parses a non-negative number of seconds.
+fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.is_finite() && x < 1e9 => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!("{s:?} is not a non-negative number of seconds")),
+    }
+}
+
+/// Parses `ADDR:PORT` (`[::]:5683`, `0.0.0.0:0`).
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not an ADDR:PORT socket address (e.g. 0.0.0.0:5683 or [::]:5683)")
+    })
+}
+
+/// Parses the command line; clap errors become one line and exit code 2
+/// (`--help` and `--version` print as usual).
+fn parse_cli(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                Err(ExitCode::from(if e.use_stderr() {
+                    EXIT_USAGE
+                } else {
+                    EXIT_OK
+                }))
+            }
+            _ => {
+                // The first paragraph of clap's message, on one line.
+                let rendered = e.render().to_string();
+                let line = rendered
+                    .lines()
+                    .skip_while(|l| l.trim().is_empty())
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if line.is_empty() {
+                    eprintln!("error: invalid arguments");
+                } else {
+                    eprintln!("{line}");
+                }
+                Err(ExitCode::from(EXIT_USAGE))
+            }
+        },
+    }
+}
+
+/// Builds the tokio runtime: one thread for client verbs, a multi-threaded
+/// one for the server and the load generator.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs the parsed command; `Ok` carries the exit code.
+fn run(cli: Cli) -> Result<u8, Failure> {
+    use corium::Code;
+    let (method, args) = match cli.command {
+        Command::Get(a) => (Code::GET, a),
+        Command::Post(a) => (Code::POST, a),
+        Command::Put(a) => (Code::PUT, a),
+        Command::Delete(a) => (Code::DELETE, a),
+        Command::Fetch(a) => (Code::FETCH, a),
+        Command::Patch(a) => (Code::PATCH, a),
+        Command::Ipatch(a) => (Code::IPATCH, a),
+        Command::Discover(a) => {
+            let prepared = client::prepare_discover(&a)?;
+            return runtime(false)?.block_on(client::discover(prepared));
+        }
+        Command::Serve(a) => return serve::run(a),
+        Command::Bench(a) => return bench::run(a),
+    };
+    // Arguments are checked before any socket is opened.
+    let prepared = client::prepare_request(method, args)?;
+    runtime(false)?.block_on(client::request(prepared))
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_cli(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", one_line(&failure.message));
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}
+
+/// Collapses a message onto one line (control characters become spaces).
+pub(crate) fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, ExitCode> {
+        parse_cli(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn request_flags() {
+        let cli = parse(&[
+            "corium",
+            "post",
+            "coap://h/x",
+            "-e",
+            "hi",
+            "-t",
+            "json",
+            "-A",
+            "60",
+            "-O",
+            "Uri-Query,a=1",
+            "-O",
+            "5,",
+            "--non",
+            "--timeout",
+            "1.5",
+            "-v",
+            "-o",
+            "out",
+        ])
+        .unwrap();
+        let Command::Post(a) = cli.command else {
+            panic!("expected post")
+        };
+        assert_eq!(a.uri, "coap://h/x");
+        assert_eq!(a.payload.as_deref(), Some("hi"));
+        assert_eq!(a.content_format.as_deref(), Some("json"));
+        assert_eq!(a.accept.as_deref(), Some("60"));
+        assert_eq!(a.options, ["Uri-Query,a=1", "5,"]);
+        assert!(a.non && a.verbose);
+        assert_eq!(a.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(a.output, Some(PathBuf::from("out")));
+    }
+
+    #[test]
+    fn payload_text_and_file_conflict() {
+        assert!(parse(&["corium", "put", "coap://h/x", "-e", "a", "-f", "b"]).is_err());
+    }
+
+    #[test]
+    fn bad_timeout_is_rejected() {
+        assert!(parse(&["corium", "get", "coap://h/x", "--timeout", "0"]).is_err());
+        assert!(parse(&["corium", "get", "coap://h/x", "--timeout", "x"]).is_err());
+    }
+
+    #[test]
+    fn serve_and_bench_defaults() {
+        let cli = parse(&[
+            "corium",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--bind",
+            "[::1]:5683",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(s.bind.len(), 2);
+        let cli = parse(&["corium", "bench", "coap://h/x"]).unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("expected bench")
+        };
+        assert_eq!((b.sockets, b.window), (1, 16));
+        assert_eq!(b.duration, Duration::from_secs(10));
+        assert_eq!(b.warmup, Duration::from_secs(1));
+        assert!(parse(&["corium", "bench", "coap://h/x", "--sockets", "0"]).is_err());
+    }
+
+    #[test]
+    fn one_line_flattens() {
+        assert_eq!(one_line(" a\nb\r\tc "), "a b  c");
+    }
+}

@@ -1,0 +1,122 @@
+//! `corium serve`: the plugtest resources on one or more UDP sockets.
+//!
+//! Logging goes through `tracing` to stderr: the level comes from `RUST_LOG`
+//! when it is set, else `info` (`debug` with `-v`). Once every socket is
+//! bound, one line goes to stdout, `corium serving coap on ADDR[, ADDR…]`,
+//! naming the actual addresses (port 0 resolved), so that scripts and tests
+//! can learn the port. With `-v`, every datagram is also logged (at debug
+//! level) as a one-line dissection. Ctrl-C or SIGTERM stops the server
+//! cleanly.
+
+use std::io::IsTerminal as _;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use corium::Server;
+use tracing_subscriber::EnvFilter;
+
+use crate::{Failure, ServeArgs, EXIT_OK};
+
+/// The CoAP default port (RFC 7252 §6.1).
+const DEFAULT_PORT: u16 = 5683;
+
+/// Installs the `tracing` subscriber (stderr, `RUST_LOG` or `default_level`).
+fn init_logging(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Binds the server; with the default addresses, falls back to IPv4 alone
+/// when the IPv6 socket cannot be had (no IPv6 on the host). The errors of
+/// `corium` name the address already.
+async fn bind(addrs: &[SocketAddr], defaulted: bool, verbose: bool) -> Result<Server, Failure> {
+    let builder = || {
+        let b = Server::builder();
+        if verbose {
+            // `-v`: every datagram dissected at debug level.
+            b.trace(|direction, peer, bytes| {
+                let sent = matches!(direction, corium::Direction::Sent);
+                tracing::debug!("{}", crate::trace::dissect(sent, peer, bytes));
+            })
+        } else {
+            b
+        }
+    };
+    match builder().bind(addrs, crate::plugtest::router()).await {
+        Ok(server) => Ok(server),
+        Err(e) if defaulted && e.kind() != std::io::ErrorKind::AddrInUse => {
+            let v4: SocketAddr = (Ipv4Addr::UNSPECIFIED, DEFAULT_PORT).into();
+            tracing::warn!("{e}; trying {v4} alone");
+            builder()
+                .bind(&[v4], crate::plugtest::router())
+                .await
+                .map_err(|e| Failure::other(e.to_string()))
+        }
+        Err(e) => Err(Failure::other(e.to_string())),
+    }
+}
+
+/// Runs `corium serve` until Ctrl-C or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
+    init_logging(if args.verbose { "debug" } else { "info" });
+    let defaulted = args.bind.is_empty();
+    let addrs = if defaulted {
+        vec![
+            (Ipv6Addr::UNSPECIFIED, DEFAULT_PORT).into(),
+            (Ipv4Addr::UNSPECIFIED, DEFAULT_PORT).into(),
+        ]
+    } else {
+        args.bind
+    };
+    crate::runtime(true)?.block_on(async move {
+        let server = bind(&addrs, defaulted, args.verbose).await?;
+        let bound = server
+            .local_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The first stdout line; println! flushes at the newline.
+        println!("corium serving coap on {bound}");
+        tracing::info!("serving the plugtest resources on {bound}");
+        server
+            .run_until(shutdown_signal())
+            .await
+            .map_err(|e| Failure::other(format!("server failed: {e}")))?;
+        tracing::info!("stopped");
+        Ok(EXIT_OK)
+    })
+}

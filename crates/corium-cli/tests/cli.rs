@@ -1,0 +1,521 @@
+//! End-to-end tests of the `corium` binary: `corium serve --bind
+//! 127.0.0.1:0` runs the plugtest resources, and the client verbs run
+//! against it as separate processes.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+const CORIUM: &str = env!("CARGO_BIN_EXE_corium");
+
+/// Longest a client command may run before the test fails.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running `corium serve`; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `corium serve --bind 127.0.0.1:0` and reads the bound address
+    /// from its first stdout line.
+    fn start() -> Server {
+        let mut child = Command::new(CORIUM)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn corium serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the first line of corium serve");
+        let addr = line
+            .trim()
+            .strip_prefix("corium serving coap on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+        Server { child, addr }
+    }
+
+    /// `coap://127.0.0.1:PORT` + `path`.
+    fn uri(&self, path: &str) -> String {
+        format!("coap://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a finished command produced.
+#[derive(Debug)]
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Out {
+    fn code(&self) -> i32 {
+        self.status.code().expect("exited normally")
+    }
+}
+
+/// Runs `corium ARGS` to completion (killed after [`COMMAND_DEADLINE`]).
+fn corium(args: &[&str]) -> Out {
+    corium_with_stdin(args, None)
+}
+
+/// Runs `corium ARGS` with `input` on stdin (or none).
+fn corium_with_stdin(args: &[&str], input: Option<&[u8]>) -> Out {
+    use std::io::Write as _;
+    let started = Instant::now();
+    let mut child = Command::new(CORIUM)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn corium");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input).expect("write stdin");
+    }
+    // Drain the pipes on threads so a chatty child cannot block.
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > COMMAND_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("corium {args:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Out {
+        status,
+        stdout: out_thread.join().expect("stdout thread"),
+        stderr: err_thread.join().expect("stderr thread"),
+        elapsed: started.elapsed(),
+    }
+}
+
+#[test]
+fn get_test_resource() {
+    let server = Server::start();
+    let out = corium(&["get", &server.uri("/test")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "Type: 0 (CON)\nCode: 1 (GET)\n");
+    assert_eq!(out.stderr, "2.05 Content\n");
+}
+
+#[test]
+fn post_put_delete_codes() {
+    let server = Server::start();
+    let out = corium(&["post", &server.uri("/test"), "-e", "hello"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "2.01 Created\nLocation: /location1/location2/location3\n"
+    );
+    let out = corium(&["put", &server.uri("/test"), "-e", "x", "-t", "text/plain"]);
+    assert_eq!((out.code(), out.stderr.as_str()), (0, "2.04 Changed\n"));
+    let out = corium(&["delete", &server.uri("/test")]);
+    assert_eq!((out.code(), out.stderr.as_str()), (0, "2.02 Deleted\n"));
+    let out = corium(&["post", &server.uri("/location-query")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stderr, "2.01 Created\nLocation: /?first=1&second=2\n");
+}
+
+#[test]
+fn error_responses_exit_1() {
+    let server = Server::start();
+    let out = corium(&["get", &server.uri("/no/such/resource")]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.starts_with("4.04 Not Found"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    let out = corium(&["post", &server.uri("/seg1/seg2/seg3")]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.starts_with("4.05 Method Not Allowed"), "{out:?}");
+}
+
+#[test]
+fn long_path_and_query_echo() {
+    let server = Server::start();
+    let out = corium(&["get", &server.uri("/seg1/seg2/seg3")]);
+    assert_eq!(
+        (out.code(), out.stdout.as_str()),
+        (0, "Long path resource\n")
+    );
+    let out = corium(&["get", &server.uri("/query?first=1&second=2")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "first=1&second=2\n");
+    let out = corium(&[
+        "get",
+        &server.uri("/query?a=1"),
+        "-O",
+        "Uri-Query,b=%20",
+        "-O",
+        "15,c",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "a=1&b=%20&c\n");
+}
+
+#[test]
+fn multi_format_by_accept() {
+    let server = Server::start();
+    let out = corium(&["get", &server.uri("/multi-format"), "-A", "application/xml"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "<msg type=\"CON\" code=\"1\"/>\n");
+    let out = corium(&["get", &server.uri("/multi-format"), "-A", "text/plain"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.starts_with("Status type: \"CON\""), "{out:?}");
+    let out = corium(&["get", &server.uri("/multi-format"), "-A", "50"]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.starts_with("4.06 Not Acceptable"), "{out:?}");
+}
+
+#[test]
+fn create1_if_none_match() {
+    let server = Server::start();
+    let uri = server.uri("/create1");
+    let first = corium(&["put", &uri, "-O", "If-None-Match,", "-e", "created"]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    assert_eq!(first.stderr, "2.01 Created\n");
+    let second = corium(&["put", &uri, "-O", "If-None-Match,", "-e", "again"]);
+    assert_eq!(second.code(), 1, "{second:?}");
+    assert!(second.stderr.contains("4.12"), "{second:?}");
+    assert_eq!(second.stderr.lines().count(), 1, "{second:?}");
+    let get = corium(&["get", &uri]);
+    assert_eq!((get.code(), get.stdout.as_str()), (0, "created\n"));
+    let delete = corium(&["delete", &uri]);
+    assert_eq!(delete.code(), 0, "{delete:?}");
+    let third = corium(&["put", &uri, "-O", "If-None-Match", "-e", "new"]);
+    assert_eq!(third.code(), 0, "{third:?}");
+}
+
+#[test]
+fn validate_etag() {
+    let server = Server::start();
+    let uri = server.uri("/validate");
+    let out = corium(&["get", &uri, "-v"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stderr.contains("ETag: 0x01"), "{out:?}");
+    let out = corium(&["get", &uri, "-O", "ETag,0x01"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stderr, "2.03 Valid\n");
+    let out = corium(&["put", &uri, "-e", "changed", "-O", "If-Match,0x01"]);
+    assert_eq!((out.code(), out.stderr.as_str()), (0, "2.04 Changed\n"));
+    // The ETag changed: the old one no longer validates.
+    let out = corium(&["get", &uri, "-O", "ETag,0x01"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(
+        (out.stderr.as_str(), out.stdout.as_str()),
+        ("2.05 Content\n", "changed\n")
+    );
+    let out = corium(&["put", &uri, "-e", "stale", "-O", "If-Match,0x01"]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.starts_with("4.12"), "{out:?}");
+}
+
+#[test]
+fn discover_with_filters() {
+    let server = Server::start();
+    let out = corium(&["discover", &server.uri("")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.starts_with("path "), "{out:?}");
+    for path in [
+        "/test",
+        "/separate",
+        "/link1",
+        "/path/sub2",
+        "/large",
+        "/obs",
+        "/echo",
+    ] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{path} "))),
+            "{path} missing: {}",
+            out.stdout
+        );
+    }
+    let expect_type1 = |out: &Out| {
+        assert_eq!(out.code(), 0, "{out:?}");
+        let paths: Vec<&str> = out
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(paths, ["/link1", "/link3"], "{}", out.stdout);
+    };
+    expect_type1(&corium(&[
+        "discover",
+        &server.uri("/.well-known/core?rt=Type1"),
+    ]));
+    expect_type1(&corium(&[
+        "discover",
+        &server.uri("/"),
+        "--filter",
+        "rt=Type1",
+    ]));
+    let out = corium(&["discover", &server.uri(""), "--filter", "rt=Type1*"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+}
+
+#[test]
+fn verbose_prints_a_dissection() {
+    let server = Server::start();
+    let out = corium(&["get", "-v", &server.uri("/test")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let peer = server.addr.to_string();
+    let sent = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("→ {peer} CON GET mid=0x")))
+        .unwrap_or_else(|| panic!("no sent CON GET: {}", out.stderr));
+    assert!(sent.contains("token=0x"), "{sent}");
+    assert!(sent.contains("Uri-Path: \"test\""), "{sent}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("← {peer} ACK 2.05 Content mid=0x"))),
+        "no ACK 2.05: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn non_confirmable_request() {
+    let server = Server::start();
+    let out = corium(&["get", "--non", "-v", &server.uri("/test")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "Type: 1 (NON)\nCode: 1 (GET)\n");
+    assert!(out.stderr.contains(" NON GET mid="), "{out:?}");
+    assert!(out.stderr.contains(" NON 2.05 Content mid="), "{out:?}");
+    assert!(!out.stderr.contains(" CON "), "{out:?}");
+}
+
+#[test]
+fn separate_response_after_empty_ack() {
+    let server = Server::start();
+    let out = corium(&["get", "-v", &server.uri("/separate")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.ends_with("separate response\n"), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let ack = lines
+        .iter()
+        .position(|l| l.starts_with('←') && l.contains(" ACK Empty "))
+        .unwrap_or_else(|| panic!("no empty ACK: {}", out.stderr));
+    let resp = lines
+        .iter()
+        .position(|l| l.starts_with('←') && l.contains(" CON 2.05 Content "))
+        .unwrap_or_else(|| panic!("no separate CON response: {}", out.stderr));
+    assert!(ack < resp, "{}", out.stderr);
+    assert!(out.elapsed >= Duration::from_secs(3), "{out:?}");
+}
+
+#[test]
+fn echo_payloads_and_formats() {
+    let server = Server::start();
+    let uri = server.uri("/echo");
+    let out = corium(&[
+        "post",
+        &uri,
+        "-t",
+        "application/json",
+        "-e",
+        r#"{"a":[1,2]}"#,
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n");
+    // CBOR {"a": 1} rendered in diagnostic notation.
+    let dir = std::env::temp_dir().join(format!("corium-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cbor = dir.join("payload.cbor");
+    std::fs::write(&cbor, [0xa1, 0x61, 0x61, 0x01]).unwrap();
+    let out = corium(&[
+        "fetch",
+        &uri,
+        "-t",
+        "application/cbor",
+        "-f",
+        cbor.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "{\"a\": 1}\n");
+    let out = corium_with_stdin(&["put", &uri, "-f", "-"], Some(b"from stdin"));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "from stdin\n");
+    let out = corium(&["patch", &uri, "-t", "60", "-e", "x"]);
+    assert_eq!((out.code(), out.stderr.as_str()), (0, "2.04 Changed\n"));
+    let out = corium(&[
+        "ipatch",
+        &uri,
+        "-e",
+        "\u{1}\u{2}",
+        "-t",
+        "application/octet-stream",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.starts_with("00000000  01 02 "), "{out:?}");
+    // -o writes the raw payload.
+    let file = dir.join("large.txt");
+    let out = corium(&["get", &server.uri("/large"), "-o", file.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert_eq!(std::fs::read(&file).unwrap().len(), 1280);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_uri_is_one_line_exit_2() {
+    let out = corium(&["get", "coap//x"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "error: invalid URI \"coap//x\": not an absolute URI\n"
+    );
+    assert_eq!(out.stdout, "");
+    let out = corium(&["discover", "http://x/"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
+
+#[test]
+fn unknown_content_format_exit_2() {
+    let out = corium(&["post", "coap://127.0.0.1/x", "-t", "foo", "-e", "x"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stderr, "error: unknown content format \"foo\"\n");
+    let out = corium(&["get", "coap://127.0.0.1/x", "-A", "nope/nope"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stderr, "error: unknown content format \"nope/nope\"\n");
+}
+
+#[test]
+fn bad_arguments_are_one_line() {
+    for args in [
+        &["get"][..],
+        &["get", "coap://h/", "--timeout", "soon"],
+        &["get", "coap://h/", "--bogus"],
+        &["get", "coap://h/", "-O", "nosuchoption,1"],
+        &["frobnicate"],
+    ] {
+        let out = corium(args);
+        assert_eq!(out.code(), 2, "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out:?}");
+        assert!(out.stderr.starts_with("error: "), "{args:?}: {out:?}");
+    }
+    let help = corium(&["get", "--help"]);
+    assert_eq!(help.code(), 0);
+    assert!(help.stdout.contains("Exit codes:"), "{help:?}");
+}
+
+#[test]
+fn timeout_against_closed_port() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = corium(&[
+        "get",
+        &format!("coap://127.0.0.1:{port}/x"),
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(out.code(), 3, "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.elapsed < Duration::from_secs(5), "{out:?}");
+}
+
+#[test]
+fn bench_prints_result_line() {
+    let server = Server::start();
+    let out = corium(&[
+        "bench",
+        &server.uri("/test"),
+        "--sockets",
+        "2",
+        "--window",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let result = out.stdout.lines().last().expect("a last line");
+    let fields: Vec<(&str, &str)> = result
+        .strip_prefix("RESULT ")
+        .unwrap_or_else(|| panic!("no RESULT line: {}", out.stdout))
+        .split(' ')
+        .map(|kv| kv.split_once('=').expect("key=value"))
+        .collect();
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["rps", "p50_us", "p99_us", "sent", "ok", "lost"]);
+    let value = |k: &str| fields.iter().find(|(n, _)| *n == k).unwrap().1;
+    assert!(value("rps").parse::<f64>().unwrap() > 0.0, "{result}");
+    let ok: u64 = value("ok").parse().unwrap();
+    let sent: u64 = value("sent").parse().unwrap();
+    assert!(ok > 0 && ok <= sent, "{result}");
+    assert!(value("p99_us").parse::<u64>().unwrap() >= value("p50_us").parse::<u64>().unwrap());
+    assert_eq!(value("lost"), "0", "{result}");
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let mut server = Server::start();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
