@@ -21,6 +21,8 @@
 #![no_main]
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use corium_proto::wire::{Code, Message};
@@ -35,6 +37,22 @@ const MAX_DATAGRAM: usize = 1152;
 const MAX_STEPS: usize = 256;
 /// The peer id under which the client and the server know each other.
 const PARTNER: u8 = 0;
+
+/// Set `CORIUM_FUZZ_TRACE=1` to print every event, transmit and the final table sizes
+/// (useful with `cargo fuzz run endpoint <file>` on a single input).
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("CORIUM_FUZZ_TRACE").is_some())
+}
+
+/// A `fmt::Write` that discards: exercises `Debug` impls without allocating.
+struct Sink;
+
+impl std::fmt::Write for Sink {
+    fn write_str(&mut self, _: &str) -> std::fmt::Result {
+        Ok(())
+    }
+}
 
 fn config() -> EndpointConfig {
     EndpointConfig {
@@ -81,7 +99,15 @@ impl Harness {
             &mut self.client
         };
         while let Some(event) = ep.poll_event() {
-            let _ = format!("{event:?}");
+            if trace() {
+                eprintln!(
+                    "{} @{:?}: {event:?}",
+                    if server { "server" } else { "client" },
+                    now
+                );
+            } else {
+                let _ = write!(Sink, "{event:?}");
+            }
             if let Event::Request(req) = event {
                 assert!(req.request.method.is_request(), "{req:?}");
                 if req.id.0 % 2 == 0 {
@@ -101,7 +127,7 @@ impl Harness {
             self.drain_events(false);
             let mut moved = false;
             while let Some(t) = self.server.poll_transmit() {
-                check_wire(&t.payload);
+                check_wire("server", t.peer, &t.payload);
                 if t.peer == PARTNER {
                     self.client.handle_datagram(self.now, PARTNER, &t.payload);
                     self.drain_events(false);
@@ -109,7 +135,7 @@ impl Harness {
                 }
             }
             while let Some(t) = self.client.poll_transmit() {
-                check_wire(&t.payload);
+                check_wire("client", t.peer, &t.payload);
                 if t.peer == PARTNER {
                     self.server.handle_datagram(self.now, PARTNER, &t.payload);
                     self.drain_events(true);
@@ -154,9 +180,11 @@ impl Harness {
 }
 
 /// RFC 7252 §3: whatever an endpoint emits must be a well-formed message.
-fn check_wire(bytes: &[u8]) {
-    if let Err(e) = Message::parse(bytes) {
-        panic!("endpoint transmitted a malformed message ({e:?}): {bytes:02x?}");
+fn check_wire(from: &str, to: u8, bytes: &[u8]) {
+    match Message::parse(bytes) {
+        Ok(m) if trace() => eprintln!("{from} -> peer {to}: {m:?}"),
+        Ok(_) => {}
+        Err(e) => panic!("{from} transmitted a malformed message ({e:?}): {bytes:02x?}"),
     }
 }
 
@@ -224,6 +252,9 @@ fuzz_target!(|data: &[u8]| {
         let Some(next) = next else {
             for (name, ep) in [("server", &h.server), ("client", &h.client)] {
                 let s = ep.stats();
+                if trace() {
+                    eprintln!("{name} at the end: {s:?}");
+                }
                 assert_eq!(s.client_exchanges, 0, "{name}: no timers left but {s:?}");
                 assert_eq!(s.dedup_entries, 0, "{name}: no timers left but {s:?}");
             }

@@ -3,6 +3,8 @@
 //!
 //! * `corium get|post|put|delete|fetch|patch|ipatch URI`: one request, the
 //!   payload rendered on stdout, the response code on stderr.
+//! * `corium observe URI`: observe a resource (RFC 7641), one line per
+//!   notification.
 //! * `corium discover URI`: `GET /.well-known/core` (RFC 6690 §4) as a table.
 //! * `corium serve`: the plugtest resource set (see `plugtest.rs`).
 //! * `corium bench URI`: a closed-loop load generator driving the sans-IO
@@ -14,6 +16,7 @@
 mod bench;
 mod client;
 mod format;
+mod observe;
 mod plugtest;
 mod serve;
 mod trace;
@@ -107,6 +110,9 @@ enum Command {
     /// Send an iPATCH request (RFC 8132).
     #[command(name = "ipatch", after_help = EXIT_CODES_HELP)]
     Ipatch(RequestArgs),
+    /// Observe a resource (RFC 7641) and print every notification.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Observe(observe::ObserveArgs),
     /// List a server's resources (GET /.well-known/core, RFC 6690).
     #[command(after_help = EXIT_CODES_HELP)]
     Discover(DiscoverArgs),
@@ -313,6 +319,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let prepared = client::prepare_discover(&a)?;
             return runtime(false)?.block_on(client::discover(prepared));
         }
+        Command::Observe(a) => return observe::run(a),
         Command::Serve(a) => return serve::run(a),
         Command::Bench(a) => return bench::run(a),
     };

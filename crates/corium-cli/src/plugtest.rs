@@ -16,7 +16,7 @@
 //! | `/large` | a 1280-byte text (Californium's block-art, five 256-byte blocks) |
 //! | `/large-update` | GET / PUT a large representation |
 //! | `/large-create` | POST creates a large representation (2.01), GET reads it |
-//! | `/obs` | the current UTC time, changing every 5 s (rt="observe" obs) |
+//! | `/obs` | the current UTC time, changing every 5 s; observable (RFC 7641), a notification every 5 s (rt="observe" obs) |
 //! | `/echo` | any method: echoes payload and Content-Format |
 //!
 //! State (ETag, created resources) is shared across requests with
@@ -25,7 +25,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corium::{Code, ContentFormat, OptionNumber, RequestContext, Resource, Response, Router};
+use corium::{
+    Code, ContentFormat, Observable, OptionNumber, RequestContext, Resource, Response, Router,
+};
 
 /// text/plain; charset=utf-8 (RFC 7252 §12.3).
 const TEXT_PLAIN: ContentFormat = ContentFormat(0);
@@ -292,6 +294,29 @@ async fn obs_get(_ctx: RequestContext) -> Response {
     r
 }
 
+/// Notifies the observers of `/obs` at every 5-second boundary (RFC 7641 §4.2).
+/// Needs a tokio runtime; without one (unit tests) the resource is observable
+/// but never notifies.
+fn spawn_obs_ticker(obs: &Observable) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let obs = obs.clone();
+    handle.spawn(async move {
+        loop {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let into_period = now.as_millis() % u128::from(OBS_PERIOD_SECS * 1000);
+            let wait = u64::try_from(u128::from(OBS_PERIOD_SECS * 1000) - into_period)
+                .unwrap_or(OBS_PERIOD_SECS * 1000);
+            // A little past the boundary, so that the handler sees the new tick.
+            tokio::time::sleep(Duration::from_millis(wait + 10)).await;
+            obs.notify();
+        }
+    });
+}
+
 async fn echo(ctx: RequestContext) -> Response {
     let code = match ctx.request.method {
         Code::GET | Code::FETCH => Code::CONTENT,
@@ -304,6 +329,8 @@ async fn echo(ctx: RequestContext) -> Response {
 /// The plugtest router (see the module documentation).
 pub(crate) fn router() -> Router {
     let state = Arc::new(State::new());
+    let obs = Observable::new();
+    spawn_obs_ticker(&obs);
 
     let validate = {
         let get_state = Arc::clone(&state);
@@ -545,7 +572,7 @@ pub(crate) fn router() -> Router {
             Resource::new()
                 .get(obs_get)
                 .rt("observe")
-                .obs()
+                .observable(&obs)
                 .title("Observable resource which changes every 5 seconds"),
         )
         .route(

@@ -13,7 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    aiocoap_client_run, aiocoap_large_body, corium, parallel, AiocoapServer, CoriumServer, Outcome,
+    aiocoap_client_run, aiocoap_large_body, big_body_file, corium, parallel, AiocoapServer,
+    CoriumServer, Outcome,
 };
 
 /// Runs several `aiocoap-client` invocations in parallel (python start-up
@@ -392,4 +393,53 @@ fn corium_unknown_path_on_aiocoap() {
     let out = corium(&["get", &server.uri("/no/such/thing")]);
     out.assert_code(1).assert_stderr_contains("4.04 Not Found");
     assert_eq!(out.stdout, "", "{}", out.describe());
+}
+
+/// RFC 7959 both ways: aiocoap-client uploads 3000 bytes to corium with Block1, then
+/// reads them back block-wise.
+#[test]
+fn aiocoap_client_block1_upload_then_block2_download() {
+    let server = CoriumServer::start();
+    let uri = server.uri("/large-update");
+    let (body, file) = big_body_file("aiocoap-b1");
+    let payload = format!("@{}", file.to_string_lossy());
+    aiocoap_client_run(&[
+        "-m",
+        "PUT",
+        "--payload",
+        &payload,
+        "--content-format",
+        "0",
+        &uri,
+    ])
+    .assert_success();
+    let get = aiocoap_client_run(&[&uri]);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+    get.assert_success();
+    assert_eq!(
+        get.stdout.trim_end_matches('\n').as_bytes(),
+        &body[..],
+        "{}",
+        get.describe()
+    );
+}
+
+/// corium uploads 3000 bytes to the aiocoap server's /test with Block1 and reads them
+/// back with Block2.
+#[test]
+fn corium_block1_upload_to_aiocoap() {
+    let server = AiocoapServer::start();
+    let uri = server.uri("/test");
+    let (body, file) = big_body_file("corium-b1-aiocoap");
+    let file_arg = file.to_string_lossy().into_owned();
+    corium(&["put", "-v", "-t", "text/plain", "-f", &file_arg, &uri])
+        .assert_success()
+        .assert_stderr_contains("2.04 Changed")
+        .assert_stderr_contains("Block1: 2/0/1024");
+    let back = file.with_file_name("back.txt");
+    let out = corium(&["get", "-o", &back.to_string_lossy(), &uri]);
+    let got = std::fs::read(&back).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+    out.assert_success();
+    assert_eq!(got, body, "{}", out.describe());
 }

@@ -13,7 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{coap_client, coap_client_with_limit, corium, CoriumServer, LibcoapServer};
+use common::{
+    big_body_file, coap_client, coap_client_with_limit, corium, CoriumServer, LibcoapServer,
+};
 
 // ---------------------------------------------------------------------------
 // coap-client-notls → corium serve
@@ -503,4 +505,44 @@ fn corium_get_libcoap_example_data_blockwise() {
         out.describe()
     );
     out.assert_stderr_contains("Block2: 1/0/1024");
+}
+
+/// RFC 7959 both ways: libcoap uploads 3000 bytes to corium with Block1 (corium answers
+/// 2.31 per block and reassembles), then reads them back with Block2.
+#[test]
+fn libcoap_client_block1_upload_then_block2_download() {
+    let server = CoriumServer::start();
+    let uri = server.uri("/large-update");
+    let (body, file) = big_body_file("libcoap-b1");
+    let file_arg = file.to_string_lossy().into_owned();
+    let put = coap_client(&["-m", "put", "-t", "0", "-f", &file_arg, "-v", "6", &uri]);
+    put.assert_libcoap_trace(&["t:CON", "c:PUT", "Block1:0/M/1024"]);
+    // (libcoap's -v 6 trace shows the first request and the final response only.)
+    put.assert_libcoap_trace(&["t:ACK", "c:2.04", "Block1:2/_/1024"]);
+    let get = coap_client(&[&uri]);
+    assert_eq!(
+        get.libcoap_payload().trim_end_matches('\n').as_bytes(),
+        &body[..],
+        "{}",
+        get.describe()
+    );
+}
+
+/// corium uploads 3000 bytes to libcoap's /example_data with Block1 and reads them back.
+#[test]
+fn corium_block1_upload_to_libcoap() {
+    let server = LibcoapServer::start();
+    let uri = server.uri("/example_data");
+    let (body, file) = big_body_file("corium-b1-libcoap");
+    let file_arg = file.to_string_lossy().into_owned();
+    corium(&["put", "-v", "-t", "text/plain", "-f", &file_arg, &uri])
+        .assert_success()
+        .assert_stderr_contains("Block1: 0/1/1024")
+        .assert_stderr_contains("Block1: 2/0/1024");
+    let back = file.with_file_name("back.txt");
+    let out = corium(&["get", "-o", &back.to_string_lossy(), &uri]);
+    let got = std::fs::read(&back).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+    out.assert_success();
+    assert_eq!(got, body, "{}", out.describe());
 }

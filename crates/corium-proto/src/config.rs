@@ -125,8 +125,22 @@ pub struct EndpointConfig {
     /// larger payload go out block-wise so that no datagram exceeds the 1152 bytes of
     /// RFC 7252 §4.6.
     pub max_block_szx: u8,
+    /// Largest body reassembled from a Block1 upload; beyond it the client gets 4.13
+    /// with Size1 (RFC 7959 §2.9.3). Default 1 MiB.
+    pub max_block1_body: usize,
+    /// Hard limit on Block1 uploads in progress; the oldest is dropped for a new one.
+    pub max_block1_transfers: usize,
+    /// Hard limit on the bytes held by all Block1 uploads in progress. Default 16 MiB.
+    pub max_block1_total: usize,
+    /// An upload whose next block does not come within this is dropped. Default 60 s.
+    pub block1_timeout: Duration,
     /// Max-Age in seconds put on 5.03 / 4.29 answers given because a table is full.
     pub overload_max_age: u32,
+    /// Hard limit on observation relations this endpoint serves (RFC 7641 §4.1). Beyond
+    /// it a registration is answered as a plain GET, without Observe. Default 4096.
+    pub max_observations: usize,
+    /// Hard limit on observation relations of one peer. Default 64.
+    pub max_observations_per_peer: usize,
     /// Critical options that a layer above the endpoint processes (block-wise, OSCORE,
     /// a proxy), beyond those the endpoint handles itself. A request with any other
     /// critical option is answered 4.02 Bad Option (RFC 7252 §5.4.1).
@@ -150,7 +164,13 @@ impl Default for EndpointConfig {
             max_peers: 65_536,
             max_queued_per_peer: 4_096,
             max_block_szx: 6,
+            max_block1_body: 1 << 20,
+            max_block1_transfers: 256,
+            max_block1_total: 16 << 20,
+            block1_timeout: Duration::from_secs(60),
             overload_max_age: 2,
+            max_observations: 4_096,
+            max_observations_per_peer: 64,
             recognized_critical_options: Vec::new(),
         }
     }

@@ -18,6 +18,7 @@ use corium_wire::{BlockValue, Code, Header, Message, MessageType, OptionNumber, 
 use hashbrown::HashMap;
 use rand_core::RngCore;
 
+use crate::block1::{Block1Limits, Block1Outcome, Block1Table};
 use crate::blockwise;
 use crate::codec;
 use crate::config::EndpointConfig;
@@ -27,6 +28,11 @@ use crate::message::{Options, Request, Response, Token};
 use crate::message_id::MessageIdTracker;
 use crate::time::Instant;
 use crate::timer::{TimerHandle, TimerQueue};
+
+// RFC 7641: a child module, so that it shares the retransmission and timer machinery.
+#[path = "observe.rs"]
+pub(crate) mod observe;
+use observe::{ClientObserve, ObservationEndReason, ObservationId, Observations, Verdict};
 
 /// What identifies a peer: a socket address for plain UDP, a session for DTLS.
 pub trait Peer: Clone + Eq + Hash + fmt::Debug {}
@@ -63,6 +69,10 @@ pub struct IncomingRequest<P> {
     pub confirmable: bool,
     /// Whether it was addressed to a multicast group (RFC 7252 §8.2).
     pub multicast: bool,
+    /// The Observe option of a GET or FETCH (RFC 7641 §2): `Some(0)` asks to register
+    /// (answer with [`Endpoint::respond_observe`]), `Some(1)` deregistered the relation
+    /// with this token, if there was one (answer with [`Endpoint::respond`]).
+    pub observe: Option<u32>,
 }
 
 /// Something that happened, for the application.
@@ -87,7 +97,9 @@ pub enum Event<P> {
         /// Why.
         error: RequestError,
     },
-    /// A request that accepts several responses (multicast) reached its timeout.
+    /// A request that accepts several responses is over: a multicast request reached its
+    /// timeout, or an observe request got its last response (not observable, or an
+    /// error, RFC 7641 §3.2).
     RequestFinished {
         /// The request.
         request: RequestId,
@@ -106,6 +118,16 @@ pub enum Event<P> {
         /// Why.
         error: DeliveryError,
     },
+    /// An observation relation this endpoint served ended (RFC 7641 §3.6, §4.5); not
+    /// reported for [`Endpoint::end_observation`] or an error notification.
+    ObservationEnded {
+        /// The relation.
+        obs: ObservationId,
+        /// The observer.
+        peer: P,
+        /// Why.
+        reason: ObservationEndReason,
+    },
 }
 
 /// How to send one request.
@@ -120,6 +142,12 @@ pub struct RequestOptions {
     pub multicast: bool,
     /// Use this token instead of a random one.
     pub token: Option<Token>,
+    /// Observe the resource (RFC 7641 §3.1): the request (a GET or FETCH) carries
+    /// Observe = 0 and stays open for notifications, each an [`Event::Response`]; stale
+    /// ones (§3.4) are dropped. It ends with [`Event::RequestFinished`] after a response
+    /// without Observe or with an error code, or with [`Endpoint::cancel_request`]
+    /// (after which the next notification is answered with RST, §3.6).
+    pub observe: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -138,12 +166,16 @@ enum TimerKind {
     Leisure(u64),
     /// Coalesced wake-up to expire the deduplication cache.
     DedupExpiry,
+    /// Retransmit a Confirmable notification (RFC 7641 §4.5).
+    NotifyRetransmit(u64),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 enum Owner {
     Client(u64),
     Server(u64),
+    /// A notification of an observation relation (RFC 7641).
+    Observation(u64),
 }
 
 /// Retransmission state of one outgoing Confirmable message (RFC 7252 §4.2).
@@ -177,6 +209,8 @@ struct ClientExchange<P> {
     holds_slot: bool,
     deadline: Option<TimerHandle>,
     state: ClientState,
+    /// Set for an observe request (RFC 7641 §3).
+    observe: Option<ClientObserve>,
 }
 
 #[derive(Debug)]
@@ -195,6 +229,8 @@ struct IncomingExchange<P> {
     leisure: Option<(Bytes, TimerHandle)>,
     /// The Block2 option of the request, if any (RFC 7959 §2.4).
     block2: Option<BlockValue>,
+    /// The last Block1 of a reassembled upload, echoed in the response (RFC 7959 §2.3).
+    block1: Option<BlockValue>,
 }
 
 #[derive(Debug)]
@@ -212,6 +248,7 @@ pub struct Endpoint<P: Peer> {
     rng: Box<dyn RngCore + Send>,
     peers: HashMap<P, PeerState>,
     dedup: DedupCache<P>,
+    block1: Block1Table<P>,
     timers: TimerQueue<TimerKind>,
     dedup_timer: Option<TimerHandle>,
     clients: HashMap<u64, ClientExchange<P>>,
@@ -222,6 +259,7 @@ pub struct Endpoint<P: Peer> {
     next_id: u64,
     transmits: VecDeque<Transmit<P>>,
     events: VecDeque<Event<P>>,
+    observations: Observations<P>,
 }
 
 impl<P: Peer> fmt::Debug for Endpoint<P> {
@@ -247,8 +285,12 @@ pub struct EndpointStats {
     pub server_exchanges: usize,
     /// Entries in the deduplication cache.
     pub dedup_entries: usize,
+    /// Block1 uploads being reassembled.
+    pub block1_transfers: usize,
     /// Pending timers.
     pub timers: usize,
+    /// Observation relations served (RFC 7641).
+    pub observations: usize,
 }
 
 /// RFC 7252 §5.4.1: the critical options this endpoint processes itself in requests.
@@ -263,6 +305,8 @@ const RECOGNIZED_REQUEST_CRITICAL: &[OptionNumber] = &[
     // RFC 7959 §2.4: Block2 in a request (block number, late size negotiation) is served
     // by `blockwise::fragment_response`.
     OptionNumber::BLOCK2,
+    // RFC 7959 §2.3: uploads are reassembled by `block1::Block1Table`.
+    OptionNumber::BLOCK1,
 ];
 
 /// Critical options accepted in responses: the client layer above handles Block1/Block2.
@@ -287,11 +331,19 @@ impl<P: Peer> Endpoint<P> {
     /// timeouts; the runtime passes an OS-seeded generator, tests a seeded one.
     pub fn new(config: EndpointConfig, rng: Box<dyn RngCore + Send>) -> Self {
         let dedup = DedupCache::new(config.max_dedup_entries);
+        let block1 = Block1Table::new(Block1Limits {
+            max_body: config.max_block1_body,
+            max_transfers: config.max_block1_transfers,
+            max_total: config.max_block1_total,
+            timeout: config.block1_timeout,
+            max_szx: config.max_block_szx,
+        });
         Endpoint {
             config,
             rng,
             peers: HashMap::new(),
             dedup,
+            block1,
             timers: TimerQueue::new(),
             dedup_timer: None,
             clients: HashMap::new(),
@@ -302,6 +354,7 @@ impl<P: Peer> Endpoint<P> {
             next_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            observations: Observations::new(),
         }
     }
 
@@ -317,7 +370,9 @@ impl<P: Peer> Endpoint<P> {
             client_exchanges: self.clients.len(),
             server_exchanges: self.incoming.len(),
             dedup_entries: self.dedup.len(),
+            block1_transfers: self.block1.len(),
             timers: self.timers.len(),
+            observations: self.observations.len(),
         }
     }
 
@@ -358,6 +413,7 @@ impl<P: Peer> Endpoint<P> {
 
     fn handle(&mut self, now: Instant, peer: P, data: &[u8], multicast: bool) {
         self.dedup.expire(now);
+        self.block1.expire(now);
         let msg = match Message::parse_with_max_token(data, self.config.max_incoming_token_len) {
             Ok(msg) => msg,
             Err(err) => return self.reject_malformed(peer, data, err, multicast),
@@ -417,6 +473,7 @@ impl<P: Peer> Endpoint<P> {
                         self.by_message_id.remove(&(peer, mid));
                         self.finish_incoming(id);
                     }
+                    Some(Owner::Observation(id)) => self.notification_acknowledged(now, id, mid),
                     None => {}
                 }
             }
@@ -444,6 +501,7 @@ impl<P: Peer> Endpoint<P> {
                         error: DeliveryError::Reset,
                     });
                 }
+                Some(Owner::Observation(id)) => self.notification_reset(id),
                 None => {}
             },
         }
@@ -513,6 +571,41 @@ impl<P: Peer> Endpoint<P> {
             return; // Peer table full of busy peers: drop, as under overload.
         }
 
+        let mut request = Request {
+            method: msg.code(),
+            options: self.request_options(msg),
+            payload: codec::payload_of(msg),
+        };
+        // RFC 7959 §2.3: blocks of an upload are answered 2.31 by the endpoint; the
+        // application sees one request with the whole body.
+        let mut block1 = None;
+        if let Some(block) = msg
+            .option(OptionNumber::BLOCK1)
+            .and_then(BlockValue::decode)
+        {
+            if multicast {
+                return; // No block-wise uploads to groups.
+            }
+            match self.block1.handle(now, &peer, request, block) {
+                Block1Outcome::Respond(response) => {
+                    self.arm_dedup_timer(now);
+                    return self.answer_directly(
+                        now,
+                        peer,
+                        mid,
+                        &token,
+                        confirmable,
+                        &response,
+                        lifetime,
+                    );
+                }
+                Block1Outcome::Deliver(whole, last) => {
+                    request = whole;
+                    block1 = Some(last);
+                }
+            }
+        }
+
         let id = self.alloc_id();
         let no_response = msg
             .option(OptionNumber::NO_RESPONSE)
@@ -555,19 +648,18 @@ impl<P: Peer> Endpoint<P> {
                 block2: msg
                     .option(OptionNumber::BLOCK2)
                     .and_then(BlockValue::decode),
+                block1,
             },
         );
-        let request = Request {
-            method: msg.code(),
-            options: self.request_options(msg),
-            payload: codec::payload_of(msg),
-        };
+        let observe = request.options.get_uint(OptionNumber::OBSERVE);
+        let observe = self.observe_request(&peer, request.method, msg.token(), observe);
         self.events.push_back(Event::Request(IncomingRequest {
             id: IncomingId(id),
             peer,
             request,
             confirmable,
             multicast,
+            observe,
         }));
     }
 
@@ -769,6 +861,12 @@ impl<P: Peer> Endpoint<P> {
             self.timers.remove(t);
         }
         let mut response = response;
+        if let Some(block) = ex.block1 {
+            let mut buf = [0u8; 4];
+            response
+                .options
+                .set(OptionNumber::BLOCK1, block.encode(&mut buf).to_vec());
+        }
         if let Err(code) =
             blockwise::fragment_response(&mut response, ex.block2, self.config.max_block_szx)
         {
@@ -936,6 +1034,15 @@ impl<P: Peer> Endpoint<P> {
             MessageType::NonConfirmable
         };
         let token_bytes = token.clone();
+        let mut observed;
+        let request = if options.observe {
+            // RFC 7641 §3.1: Observe = 0 registers.
+            observed = request.clone();
+            observed.options.set_uint(OptionNumber::OBSERVE, 0);
+            &observed
+        } else {
+            request
+        };
         let wire = |mid| {
             codec::encode(
                 ty,
@@ -946,7 +1053,7 @@ impl<P: Peer> Endpoint<P> {
                 &request.payload,
             )
         };
-        self.start_exchange(
+        let id = self.start_exchange(
             now,
             peer,
             token,
@@ -955,7 +1062,13 @@ impl<P: Peer> Endpoint<P> {
             false,
             timeout,
             wire,
-        )
+        )?;
+        if options.observe {
+            if let Some(ex) = self.clients.get_mut(&id.0) {
+                ex.observe = Some(ClientObserve::default());
+            }
+        }
+        Ok(id)
     }
 
     /// Sends a CoAP ping (an empty CON, RFC 7252 §4.3); [`Event::Pong`] reports the RST.
@@ -1030,6 +1143,7 @@ impl<P: Peer> Endpoint<P> {
                 holds_slot,
                 deadline,
                 state,
+                observe: None,
             },
         );
         Ok(RequestId(id))
@@ -1185,7 +1299,11 @@ impl<P: Peer> Endpoint<P> {
             options: codec::options_of(msg),
             payload: codec::payload_of(msg),
         };
-        if !multicast {
+        let verdict = self.observe_verdict(now, id, &response);
+        if verdict == Verdict::Stale {
+            return; // RFC 7641 §3.4: older than a notification already delivered.
+        }
+        if !multicast && verdict != Verdict::Notification {
             self.finish_client(now, id);
         }
         self.events.push_back(Event::Response {
@@ -1193,6 +1311,11 @@ impl<P: Peer> Endpoint<P> {
             peer,
             response,
         });
+        if verdict == Verdict::Last {
+            self.events.push_back(Event::RequestFinished {
+                request: RequestId(id),
+            });
+        }
     }
 
     /// Forgets a client exchange and its timers, and frees its NSTART slot.
@@ -1311,6 +1434,7 @@ impl<P: Peer> Endpoint<P> {
     /// empty ACKs for slow responses, multicast leisure, cache expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dedup.expire(now);
+        self.block1.expire(now);
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::ClientRetransmit(id) => self.client_retransmit(now, id),
@@ -1360,6 +1484,7 @@ impl<P: Peer> Endpoint<P> {
                     self.dedup_timer = None;
                     self.arm_dedup_timer(now);
                 }
+                TimerKind::NotifyRetransmit(id) => self.notification_retransmit(now, id),
             }
         }
     }
@@ -1444,8 +1569,12 @@ impl<P: Peer> Endpoint<P> {
     /// Keeps one coalesced timer (whole seconds) for expiring the deduplication cache, so
     /// an idle endpoint frees its memory without waking for every entry.
     fn arm_dedup_timer(&mut self, now: Instant) {
-        let Some(expiry) = self.dedup.next_expiry() else {
-            return;
+        let expiry = match (self.dedup.next_expiry(), self.block1.next_expiry()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return,
+            },
         };
         let at = expiry.max(now) + Duration::from_secs(1);
         if let Some(current) = self.dedup_timer {
@@ -1517,7 +1646,12 @@ impl<P: Peer> Endpoint<P> {
         let victim = self
             .peers
             .iter()
-            .filter(|(_, s)| s.outstanding == 0 && s.queue.is_empty() && s.incoming == 0)
+            .filter(|(p, s)| {
+                s.outstanding == 0
+                    && s.queue.is_empty()
+                    && s.incoming == 0
+                    && !self.observations.has_peer(p)
+            })
             // Prefer peers whose message IDs have all aged out, so the §4.4 guarantee
             // survives eviction where it can.
             .min_by_key(|(_, s)| {

@@ -41,6 +41,14 @@ pub enum RespondError {
     UnknownRequest,
     /// The code is not a response code (2.xx–5.xx).
     NotAResponse,
+    /// [`Endpoint::respond_observe`](crate::Endpoint::respond_observe): the request was
+    /// answered, but not registered as an observation because the response is not 2.xx
+    /// or the request was multicast (RFC 7641 §4.1).
+    NotObservable,
+    /// [`Endpoint::respond_observe`](crate::Endpoint::respond_observe): the request was
+    /// answered without Observe, not registered, because `max_observations` or
+    /// `max_observations_per_peer` is reached (RFC 7641 §4.1 allows this).
+    TooManyObservations,
 }
 
 impl fmt::Display for RespondError {
@@ -48,6 +56,10 @@ impl fmt::Display for RespondError {
         f.write_str(match self {
             RespondError::UnknownRequest => "no request with this id awaits a response",
             RespondError::NotAResponse => "the code is not a response code",
+            RespondError::NotObservable => {
+                "answered, but the response does not start an observation"
+            }
+            RespondError::TooManyObservations => "answered without Observe: too many observations",
         })
     }
 }
@@ -104,3 +116,24 @@ impl fmt::Display for DeliveryError {
 }
 
 impl core::error::Error for DeliveryError {}
+
+/// Why [`Endpoint::notify`](crate::Endpoint::notify) refused a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// No observation with this ID is on the list (it ended, or never existed).
+    UnknownObservation,
+    /// The code is not a response code (2.xx–5.xx).
+    NotAResponse,
+}
+
+impl fmt::Display for NotifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotifyError::UnknownObservation => "no observation with this id",
+            NotifyError::NotAResponse => "the code is not a response code",
+        })
+    }
+}
+
+impl core::error::Error for NotifyError {}

@@ -20,6 +20,8 @@
 //!   deduplication; message-ID lifetime; NSTART), §5 (requests and responses; option
 //!   processing, critical options → 4.02; unknown methods → 4.05), §8 (multicast:
 //!   leisure, no error responses, no RST).
+//! - RFC 7641 (Observe): observers, notifications with 24-bit sequence numbers, newest
+//!   state wins under a slow client, client-side reordering (`endpoint::observe`).
 //! - RFC 7967 (No-Response), RFC 8516 (4.29 when a peer exceeds its share), RFC 8974
 //!   (extended tokens accepted up to a configured length).
 //!
@@ -39,6 +41,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod block1;
 mod blockwise;
 mod codec;
 mod config;
@@ -54,11 +57,12 @@ mod timer;
 mod tests;
 
 pub use config::{EndpointConfig, TransmissionParameters};
+pub use endpoint::observe::{NotifyOptions, ObservationEndReason, ObservationId};
 pub use endpoint::{
     Endpoint, EndpointStats, Event, IncomingId, IncomingRequest, Peer, RequestId, RequestOptions,
     Transmit,
 };
-pub use error::{DeliveryError, RequestError, RespondError, SendError};
+pub use error::{DeliveryError, NotifyError, RequestError, RespondError, SendError};
 pub use message::{Options, Request, Response, Token};
 pub use time::Instant;
 

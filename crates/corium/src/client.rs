@@ -179,6 +179,21 @@ impl Client {
         self.request(Code::DELETE, uri).send().await
     }
 
+    /// Observes `uri` (RFC 7641): sends a GET with Observe = 0 and waits for the first
+    /// response; the [`Observation`](crate::Observation) yields it and every
+    /// notification after it.
+    pub async fn observe(&self, uri: &str) -> Result<crate::Observation, Error> {
+        self.request(Code::GET, uri).observe().await
+    }
+
+    pub(crate) fn next_key(&self) -> u64 {
+        self.inner.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn command(&self, cmd: Command) -> Result<(), Error> {
+        self.inner.tx.send(cmd).map_err(|_| Error::closed())
+    }
+
     /// Sends an already built request to a resolved address (no URI handling: the
     /// request's options are sent as they are).
     pub async fn send(
@@ -200,6 +215,11 @@ impl Client {
         request: Request,
         options: RequestOptions,
     ) -> Result<Response, Error> {
+        if request.payload.len() > UPLOAD_BLOCK_SIZE
+            && !request.options.contains(OptionNumber::BLOCK1)
+        {
+            return self.upload(peer, request, options).await;
+        }
         let reassemble = matches!(request.method, Code::GET | Code::FETCH)
             && !request.options.contains(OptionNumber::BLOCK2);
         if !reassemble {
@@ -265,6 +285,72 @@ impl Client {
                 if !got.more {
                     return Ok(whole);
                 }
+            }
+        }
+    }
+
+    /// Sends a payload larger than one block as a Block1 upload (RFC 7959 §2.3): one
+    /// request per block, each answered 2.31 Continue, the last one with the final
+    /// response. The server may ask for smaller blocks in its 2.31 (§2.5); the upload
+    /// continues at the same byte offset in that size. Size1 announces the total (§4),
+    /// and a random Request-Tag keeps concurrent uploads to one resource apart (RFC 9175
+    /// §3.4).
+    async fn upload(
+        &self,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Response, Error> {
+        let body = &request.payload;
+        let mut szx = UPLOAD_SZX;
+        let mut offset = 0usize;
+        let tag: [u8; 4] = rand::random();
+        loop {
+            let size = 1usize << (szx + 4);
+            let end = (offset + size).min(body.len());
+            let more = end < body.len();
+            let Some(block) = u32::try_from(offset / size)
+                .ok()
+                .and_then(|num| BlockValue::new(num, more, szx))
+            else {
+                return Err(Error::new(Kind::Blockwise("block number out of range")));
+            };
+            let mut part = Request {
+                method: request.method,
+                options: request.options.clone(),
+                payload: body[offset..end].to_vec(),
+            };
+            let mut buf = [0u8; 4];
+            part.options
+                .push(OptionNumber::BLOCK1, block.encode(&mut buf).to_vec());
+            part.options.push(OptionNumber::REQUEST_TAG, tag.to_vec());
+            if offset == 0 {
+                part.options.push_uint(
+                    OptionNumber::SIZE1,
+                    u32::try_from(body.len()).unwrap_or(u32::MAX),
+                );
+            }
+            let response = self.send_one(peer, part, options.clone()).await?;
+            if !more || response.code != Code::CONTINUE {
+                // The final response, or an error (4.08, 4.13, ...) that ends the upload.
+                return Ok(response);
+            }
+            let acked = response
+                .options
+                .get(OptionNumber::BLOCK1)
+                .and_then(BlockValue::decode);
+            match acked {
+                // Late negotiation: continue after what the server took, in its size.
+                Some(ack) if ack.szx < szx => {
+                    szx = ack.szx;
+                    offset = (ack.num as usize + 1) << (szx + 4);
+                }
+                _ => offset = end,
+            }
+            if offset == 0 || offset > body.len() {
+                return Err(Error::new(Kind::Blockwise(
+                    "the server acknowledged a block that was not sent",
+                )));
             }
         }
     }
@@ -404,6 +490,26 @@ impl RequestBuilder {
         self
     }
 
+    /// Observes the resource (RFC 7641 §3.1): sends the request (a GET or FETCH) with
+    /// Observe = 0 and waits for the first response. See [`crate::Observation`].
+    pub async fn observe(self) -> Result<crate::Observation, Error> {
+        let RequestBuilder {
+            client,
+            uri,
+            request,
+            options,
+        } = self;
+        let result = async {
+            let (peer, request) = prepare(&client, &uri, request).await?;
+            let peer = client.reachable(peer)?;
+            let timeout = options.timeout.unwrap_or(client.inner.default_timeout);
+            crate::observe::Observation::start(client.clone(), peer, request, options, timeout)
+                .await
+        }
+        .await;
+        result.map_err(|e| e.with_target(&uri))
+    }
+
     /// Resolves the URI, sends the request and waits for the response.
     pub async fn send(self) -> Result<Response, Error> {
         let RequestBuilder {
@@ -420,6 +526,12 @@ impl RequestBuilder {
         result.map_err(|e| e.with_target(&uri))
     }
 }
+
+/// Block size exponent of uploads: SZX 6 = 1024 bytes, the largest over UDP (RFC 7959
+/// §2.2), keeping every datagram within RFC 7252 §4.6's 1152 bytes.
+const UPLOAD_SZX: u8 = 6;
+/// Payloads larger than this are uploaded block-wise.
+const UPLOAD_BLOCK_SIZE: usize = 1 << (UPLOAD_SZX + 4);
 
 /// Largest representation the client reassembles from Block2 blocks.
 pub const MAX_REASSEMBLED_BODY: usize = 16 * 1024 * 1024;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use corium_proto::wire::Code;
 use corium_proto::{
-    Endpoint, EndpointConfig, Event, IncomingId, IncomingRequest, Request, RequestError, RequestId,
-    RequestOptions, Response, SendError,
+    Endpoint, EndpointConfig, Event, IncomingId, IncomingRequest, NotifyOptions, ObservationId,
+    Request, RequestError, RequestId, RequestOptions, Response, SendError,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -25,6 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 
+use crate::observe::Observers;
 use crate::router::{Resolution, Router};
 use crate::server::start_handler;
 use crate::udp::{canonical, BoundSocket, Family, MAX_DATAGRAM_SIZE};
@@ -75,6 +76,26 @@ pub(crate) enum Command {
     Respond { id: IncomingId, response: Response },
     /// Stop reading; finish in-flight handlers (bounded), then return.
     Shutdown { grace: Duration },
+    /// Observe a resource (RFC 7641): every response goes to `tx` until the relation
+    /// ends; `key` names it for [`Command::Cancel`].
+    Observe {
+        key: u64,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+        tx: mpsc::UnboundedSender<Outcome>,
+    },
+    /// An observable resource changed (RFC 7641 §4.2).
+    Notify {
+        observable: u64,
+        options: NotifyOptions,
+    },
+    /// A handler's answer for the observers `ids`.
+    Notifications {
+        ids: Vec<ObservationId>,
+        response: Response,
+        options: NotifyOptions,
+    },
 }
 
 struct Pending {
@@ -89,6 +110,8 @@ pub(crate) struct ServerSide {
     pub(crate) tx: mpsc::UnboundedSender<Command>,
     /// Handlers spawned and not answered yet.
     pub(crate) in_flight: usize,
+    /// Observers of observable resources (RFC 7641).
+    pub(crate) observers: Observers,
 }
 
 /// One socket, one endpoint, one task.
@@ -101,6 +124,8 @@ pub(crate) struct Driver {
     rx: mpsc::UnboundedReceiver<Command>,
     pending: HashMap<RequestId, Pending>,
     keys: HashMap<u64, RequestId>,
+    /// Observe requests (RFC 7641): every response goes to the channel.
+    observing: HashMap<RequestId, (u64, mpsc::UnboundedSender<Outcome>)>,
     trace: Option<TraceFn>,
     server: Option<ServerSide>,
     buf: Vec<u8>,
@@ -126,6 +151,7 @@ impl Driver {
             rx,
             pending: HashMap::new(),
             keys: HashMap::new(),
+            observing: HashMap::new(),
             trace,
             server,
             buf: vec![0; MAX_DATAGRAM_SIZE],
@@ -250,6 +276,7 @@ impl Driver {
             Command::Cancel { key } => {
                 if let Some(id) = self.keys.remove(&key) {
                     self.pending.remove(&id);
+                    self.observing.remove(&id);
                     self.endpoint.cancel_request(now, id);
                 }
             }
@@ -262,6 +289,42 @@ impl Driver {
             Command::Shutdown { grace } => {
                 self.shutdown_deadline = Some(TokioInstant::now() + grace);
             }
+            Command::Observe {
+                key,
+                peer,
+                request,
+                options,
+                tx,
+            } => match self.endpoint.send_request(now, peer, &request, options) {
+                Ok(id) => {
+                    self.observing.insert(id, (key, tx));
+                    self.keys.insert(key, id);
+                }
+                Err(err) => {
+                    let _ = tx.send(Outcome::Rejected(err));
+                }
+            },
+            Command::Notify {
+                observable,
+                options,
+            } => {
+                if let Some(server) = &mut self.server {
+                    server
+                        .observers
+                        .notify(&mut self.endpoint, now, observable, options, &server.tx);
+                }
+            }
+            Command::Notifications {
+                ids,
+                response,
+                options,
+            } => {
+                if let Some(server) = &mut self.server {
+                    server
+                        .observers
+                        .deliver(&mut self.endpoint, now, ids, response, options);
+                }
+            }
         }
     }
 
@@ -272,6 +335,19 @@ impl Driver {
         } else {
             tracing::error!(code = %response.code, "handler returned a non-response code; answering 5.00");
             Response::new(Code::INTERNAL_SERVER_ERROR)
+        };
+        // RFC 7641 §4.1: the answer to a registration registers the observer.
+        let response = match &mut self.server {
+            Some(server) => {
+                match server
+                    .observers
+                    .respond(&mut self.endpoint, now, id, response, &server.tx)
+                {
+                    Some(response) => response,
+                    None => return,
+                }
+            }
+            None => response,
         };
         if let Err(err) = self.endpoint.respond(now, id, response) {
             tracing::debug!(?id, %err, "response not sent");
@@ -335,7 +411,18 @@ impl Driver {
                     self.complete(request, Outcome::Failed(error));
                 }
                 Event::RequestFinished { request } => {
-                    self.complete(request, Outcome::Failed(RequestError::Timeout));
+                    if let Some((key, _)) = self.observing.remove(&request) {
+                        // The observation is over: the channel closes.
+                        self.keys.remove(&key);
+                    } else {
+                        self.complete(request, Outcome::Failed(RequestError::Timeout));
+                    }
+                }
+                Event::ObservationEnded { obs, peer, reason } => {
+                    tracing::debug!(?obs, %peer, ?reason, "observation ended");
+                    if let Some(server) = &mut self.server {
+                        server.observers.ended(obs);
+                    }
                 }
                 Event::Pong { request } => self.complete(request, Outcome::Pong),
                 Event::Request(incoming) => responded |= self.dispatch(incoming),
@@ -353,6 +440,19 @@ impl Driver {
     }
 
     fn complete(&mut self, id: RequestId, outcome: Outcome) {
+        if let Some((key, tx)) = self.observing.get(&id) {
+            let (key, last) = (*key, !matches!(outcome, Outcome::Response(_)));
+            let gone = tx.send(outcome).is_err();
+            if gone {
+                // The Observation was dropped and its cancel is still queued.
+                self.endpoint.cancel_request(self.now(), id);
+            }
+            if last || gone {
+                self.observing.remove(&id);
+                self.keys.remove(&key);
+            }
+            return;
+        }
         if let Some(pending) = self.pending.remove(&id) {
             self.keys.remove(&pending.key);
             // The receiver may be gone (future dropped, cancel still queued): fine.
@@ -370,6 +470,7 @@ impl Driver {
             request,
             confirmable,
             multicast,
+            observe,
         } = incoming;
         let Some(server) = &mut self.server else {
             // A client-only endpoint serves nothing (RFC 7252 §5.9.2.5).
@@ -381,7 +482,19 @@ impl Driver {
                 self.respond(id, response);
                 true
             }
-            Resolution::Handler(handler, params) => {
+            Resolution::Handler(handler, params, observable) => {
+                if let (Some(observable), Some(0), Code::GET | Code::FETCH) =
+                    (observable, observe, request.method)
+                {
+                    server.observers.registration(
+                        id,
+                        observable,
+                        handler.clone(),
+                        peer,
+                        request.clone(),
+                        params.clone(),
+                    );
+                }
                 let ctx = crate::server::RequestContext {
                     peer,
                     request,

@@ -30,6 +30,8 @@
 //!   separate responses for slow handlers (§5.2.2), `/.well-known/core` (§7.2).
 //! - RFC 6690: link format and query filtering for `/.well-known/core` (§4.1).
 //! - RFC 8132: FETCH, PATCH and iPATCH handlers.
+//! - RFC 7641: observable resources ([`Observable`]) and observations
+//!   ([`Client::observe`], [`Observation`]).
 //!
 //! # Example
 //!
@@ -62,6 +64,7 @@
 mod client;
 mod driver;
 mod error;
+mod observe;
 mod resource;
 mod router;
 mod server;
@@ -71,6 +74,7 @@ mod well_known;
 pub use client::{Client, ClientBuilder, RequestBuilder};
 pub use driver::Direction;
 pub use error::Error;
+pub use observe::{Observable, Observation};
 pub use resource::{Handler, HandlerFuture, Resource, ResourceAttrs};
 pub use router::Router;
 pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
@@ -78,6 +82,6 @@ pub use udp::{canonical as canonical_addr, MAX_DATAGRAM_SIZE, SOCKET_BUFFER_SIZE
 
 pub use corium_proto::wire::{self, Code, ContentFormat, OptionNumber};
 pub use corium_proto::{
-    self as proto, EndpointConfig, Options, Request, RequestOptions, Response,
+    self as proto, EndpointConfig, NotifyOptions, Options, Request, RequestOptions, Response,
     TransmissionParameters,
 };

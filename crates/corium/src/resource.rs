@@ -87,6 +87,8 @@ pub struct Resource {
     pub(crate) handlers: Vec<(Code, Arc<dyn Handler>)>,
     pub(crate) attrs: ResourceAttrs,
     pub(crate) hidden: bool,
+    /// Set by [`observable`](Self::observable) (RFC 7641).
+    pub(crate) observable: Option<crate::Observable>,
 }
 
 impl fmt::Debug for Resource {
@@ -183,6 +185,15 @@ impl Resource {
 
     /// Marks the resource observable, `obs` (RFC 7641 §6).
     pub fn obs(mut self) -> Self {
+        self.attrs.obs = true;
+        self
+    }
+
+    /// Makes the resource observable (RFC 7641): a GET with Observe = 0 registers the
+    /// client, and each [`Observable::notify`](crate::Observable::notify) sends it the GET
+    /// handler's new response. Also sets `obs` in `/.well-known/core` (§6).
+    pub fn observable(mut self, notifier: &crate::Observable) -> Self {
+        self.observable = Some(notifier.clone());
         self.attrs.obs = true;
         self
     }

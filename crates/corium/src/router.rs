@@ -120,8 +120,9 @@ impl Route {
 
 /// What the router decided for a request.
 pub(crate) enum Resolution {
-    /// Run this handler with these parameters.
-    Handler(Arc<dyn Handler>, Params),
+    /// Run this handler with these parameters; the resource's notifier if it is
+    /// observable (RFC 7641).
+    Handler(Arc<dyn Handler>, Params, Option<crate::Observable>),
     /// Answer with this right away.
     Respond(Response),
 }
@@ -283,7 +284,11 @@ impl Router {
                 route.matches(request.path_segments(), Some(&mut params));
             }
             if let Some(handler) = route.resource.handler(method) {
-                return Resolution::Handler(handler.clone(), params);
+                return Resolution::Handler(
+                    handler.clone(),
+                    params,
+                    route.resource.observable.clone(),
+                );
             }
         }
         if path_matched {
@@ -322,7 +327,7 @@ mod tests {
 
     fn outcome(router: &Router, method: Code, segments: &[&str]) -> Result<Params, Code> {
         match router.resolve(&request(method, segments), false) {
-            Resolution::Handler(_, params) => Ok(params),
+            Resolution::Handler(_, params, _) => Ok(params),
             Resolution::Respond(r) => Err(r.code),
         }
     }

@@ -373,6 +373,7 @@ impl Server {
                 router: Arc::clone(&self.router),
                 tx: tx.clone(),
                 in_flight: 0,
+                observers: Default::default(),
             };
             let driver = Driver::new(
                 bound,

@@ -757,3 +757,38 @@ async fn large_response_is_reassembled_from_blocks() {
     assert!(sizes.iter().all(|&n| n <= 1152));
     running.shutdown().await;
 }
+
+/// RFC 7959 §2.3: a payload larger than one block is uploaded in blocks; the handler sees
+/// the whole body once, and every datagram stays within 1152 bytes.
+#[tokio::test]
+async fn large_upload_goes_block_wise() {
+    let router = Router::new().route(
+        "/upload",
+        Resource::new().post(|ctx: RequestContext| async move {
+            Response::with_payload(Code::CHANGED, ctx.request.payload.len().to_string())
+        }),
+    );
+    let running = start(router).await;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let client = Client::builder()
+        .trace(move |dir, _peer, bytes| {
+            if dir == Direction::Sent {
+                seen.lock().unwrap().push(bytes.len());
+            }
+        })
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let response = tokio::time::timeout(LIMIT, client.post(&running.uri("/upload"), body))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(response.code, Code::CHANGED);
+    assert_eq!(response.payload, b"10000");
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(sizes.len(), 10, "ten blocks of at most 1024 bytes");
+    assert!(sizes.iter().all(|&n| n <= 1152));
+    running.shutdown().await;
+}

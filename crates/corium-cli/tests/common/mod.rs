@@ -802,3 +802,14 @@ pub fn aiocoap_large_body() -> Vec<u8> {
     assert_eq!(body.len(), 2000);
     body
 }
+
+/// A 3000-byte text body (three Block1/Block2 blocks of 1024) written to a fresh file;
+/// returns the body and the file's path. The file lives in a directory unique to `name`.
+pub fn big_body_file(name: &str) -> (Vec<u8>, PathBuf) {
+    let body: Vec<u8> = (0..3000u32).map(|i| b'A' + (i % 26) as u8).collect();
+    let dir = std::env::temp_dir().join(format!("corium-interop-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    let file = dir.join("body.txt");
+    std::fs::write(&file, &body).expect("write the body");
+    (body, file)
+}

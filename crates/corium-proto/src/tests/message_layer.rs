@@ -640,3 +640,38 @@ fn large_response_goes_out_block_wise() {
         first.options.get(OptionNumber::ETAG)
     );
 }
+
+/// RFC 7959 §2.3: an upload in blocks gets 2.31 Continue per block from the endpoint;
+/// the application sees one request with the whole body, and the final response echoes
+/// Block1.
+#[test]
+fn block1_upload_is_reassembled() {
+    let mut pair = Pair::default_pair(24);
+    let body: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+    let mut codes = Vec::new();
+    for (num, chunk) in body.chunks(1024).enumerate() {
+        let more = (num + 1) * 1024 < body.len();
+        let mut req = Request::new(Code::POST);
+        req.set_path("/upload");
+        let mut buf = [0u8; 4];
+        let block = corium_wire::BlockValue::new(num as u32, more, 6).unwrap();
+        req.options
+            .push(OptionNumber::BLOCK1, block.encode(&mut buf).to_vec());
+        req.payload = chunk.to_vec();
+        let id = pair.send(req, con());
+        pair.run_for(Duration::from_secs(1));
+        let response = pair.response(id);
+        codes.push(response.code);
+        let echoed = corium_wire::BlockValue::decode(
+            response
+                .options
+                .get(OptionNumber::BLOCK1)
+                .expect("Block1 echoed"),
+        );
+        assert_eq!(echoed.map(|b| (b.num, b.more)), Some((num as u32, more)));
+    }
+    assert_eq!(codes, vec![Code::CONTINUE, Code::CONTINUE, Code::CONTENT]);
+    assert_eq!(pair.server_requests.len(), 1);
+    assert_eq!(pair.server_requests[0].request.payload, body);
+    assert_eq!(pair.server.stats().block1_transfers, 0);
+}

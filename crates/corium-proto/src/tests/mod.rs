@@ -1,2 +1,3 @@
 mod message_layer;
+mod observe;
 mod pair;

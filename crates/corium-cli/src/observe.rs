@@ -1,0 +1,171 @@
+//! `corium observe URI`: registers as an observer (RFC 7641 §3.1) and prints
+//! every notification: the payload rendered on stdout, one line per
+//! notification on stderr with the code and the Observe sequence number.
+//!
+//! It stops after `--count` notifications (the first response counts), after
+//! `--duration` seconds, when the server ends the observation (a response
+//! without Observe, or an error), or on Ctrl-C; then it deregisters with a
+//! GET carrying Observe = 1 (§3.6), waiting for the answer at most 2 s.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use corium::{Client, Direction, Observation, OptionNumber, Response};
+
+use crate::format::{hex_dump, render_payload, Rendered};
+use crate::{
+    one_line, Failure, EXIT_ERROR_RESPONSE, EXIT_FAILURE, EXIT_NO_RESPONSE, EXIT_OK, EXIT_USAGE,
+};
+
+/// How long `corium observe` waits for the answer to its deregistration.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// Arguments of `corium observe`.
+#[derive(Debug, Args)]
+pub(crate) struct ObserveArgs {
+    /// The resource, e.g. `coap://127.0.0.1/obs`.
+    #[arg(value_name = "URI")]
+    pub(crate) uri: String,
+    /// Stop after this many responses (the first response counts).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = crate::parse_seconds)]
+    pub(crate) duration: Option<Duration>,
+    /// Accept option: a content format name or number.
+    #[arg(short = 'A', long = "accept", value_name = "FORMAT")]
+    pub(crate) accept: Option<String>,
+    /// Give up waiting for the first response after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = crate::parse_seconds)]
+    pub(crate) timeout: Option<Duration>,
+    /// Print every message exchanged (a one-line dissection on stderr).
+    #[arg(short = 'v', long = "verbose")]
+    pub(crate) verbose: bool,
+}
+
+/// Runs `corium observe`; returns the exit code.
+pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
+    let target = crate::uri::parse(&args.uri).map_err(Failure::usage)?;
+    let accept = args
+        .accept
+        .as_deref()
+        .map(crate::client::parse_content_format)
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let client = connect(&target.host, target.port, args.verbose).await?;
+        let mut req = client.request(corium::Code::GET, &args.uri);
+        if let Some(cf) = accept {
+            req = req.accept(cf);
+        }
+        if let Some(t) = args.timeout {
+            req = req.timeout(t);
+        }
+        let observation = req.observe().await.map_err(|e| Failure {
+            exit_code: if e.is_uri() {
+                EXIT_USAGE
+            } else if e.is_timeout() || e.is_reset() {
+                EXIT_NO_RESPONSE
+            } else {
+                EXIT_FAILURE
+            },
+            message: e.to_string(),
+        })?;
+        let stop = async {
+            match args.duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = print_notifications(observation, args.count) => result,
+            () = stop => Ok(EXIT_OK),
+            _ = tokio::signal::ctrl_c() => Ok(EXIT_OK),
+        }
+    })
+}
+
+/// Prints notifications until `count` is reached or the observation ends.
+async fn print_notifications(mut o: Observation, count: Option<u64>) -> Result<u8, Failure> {
+    let mut seen = 0u64;
+    let mut exit = EXIT_OK;
+    while let Some(result) = o.next().await {
+        let response = result.map_err(|e| Failure {
+            exit_code: if e.is_timeout() || e.is_reset() {
+                EXIT_NO_RESPONSE
+            } else {
+                EXIT_FAILURE
+            },
+            message: e.to_string(),
+        })?;
+        print_one(&response)?;
+        if response.code.class() != 2 {
+            exit = EXIT_ERROR_RESPONSE;
+        }
+        seen += 1;
+        if count.is_some_and(|n| seen >= n) {
+            // RFC 7641 §3.6: deregister explicitly rather than wait for a RST.
+            let _ = tokio::time::timeout(CANCEL_WAIT, o.cancel()).await;
+            return Ok(exit);
+        }
+    }
+    Ok(exit)
+}
+
+/// One notification: `2.05 Content, Observe: 12` on stderr, the payload on stdout.
+fn print_one(r: &Response) -> Result<(), Failure> {
+    let mut line = format!("{:?}", r.code);
+    match r.options.get_uint(OptionNumber::OBSERVE) {
+        Some(seq) => line.push_str(&format!(", Observe: {seq}")),
+        None => line.push_str(", not observing"),
+    }
+    eprintln!("{line}");
+    let text = match render_payload(&r.payload, r.content_format().map(|c| c.0)) {
+        Rendered::Text(mut s) => {
+            if r.code.class() != 2 {
+                s = one_line(&s);
+            }
+            if !s.is_empty() && !s.ends_with('\n') {
+                s.push('\n');
+            }
+            s
+        }
+        Rendered::Binary => hex_dump(&r.payload),
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::other(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Resolves the destination and opens a client socket of its address family.
+async fn connect(host: &str, port: u16, verbose: bool) -> Result<Client, Failure> {
+    let first = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Failure::usage(format!("cannot resolve host {host:?}: {e}")))?
+        .next()
+        .ok_or_else(|| Failure::usage(format!("host {host:?} has no address")))?;
+    let local: SocketAddr = if first.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut builder = Client::builder();
+    if verbose {
+        builder = builder.trace(|direction, peer, bytes| {
+            let sent = matches!(direction, Direction::Sent);
+            eprintln!("{}", crate::trace::dissect(sent, peer, bytes));
+        });
+    }
+    builder
+        .bind(local)
+        .await
+        .map_err(|e| Failure::other(format!("cannot open a UDP socket on {local}: {e}")))
+}

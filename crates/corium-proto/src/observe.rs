@@ -1,0 +1,550 @@
+//! Observing resources (RFC 7641): the server's list of observers and its notifications,
+//! and the client's freshness check for the notifications it receives.
+//!
+//! This module is a child of the endpoint module (declared there with `#[path]`), so it
+//! shares the endpoint's message-ID allocation, timer queue and retransmission state
+//! instead of duplicating them.
+//!
+//! Server side: [`Endpoint::respond_observe`] answers a GET with Observe = 0 and adds the
+//! client to the list of observers, keyed by (peer, token) (RFC 7641 §4.1);
+//! [`Endpoint::notify`] sends a notification with an increasing 24-bit sequence number
+//! (§4.4), Non-confirmable unless asked, and Confirmable at least once every 24 hours
+//! (§4.5). While a Confirmable notification waits for its ACK, newer states replace each
+//! other in a one-slot queue: the newest goes out when the ACK arrives or the current
+//! attempt times out, and retransmissions carry it (§4.5.2). A RST, a Confirmable
+//! notification that is never acknowledged, a GET with Observe = 1 (§3.6) or a
+//! notification with an error code (§3.2, §4.2) end the relation.
+//!
+//! Client side: a request sent with [`RequestOptions::observe`](super::RequestOptions)
+//! carries Observe = 0 and stays open for notifications; one older than the newest seen
+//! (§3.4: the 24-bit comparison, or 128 seconds) is dropped inside the endpoint.
+
+use core::time::Duration;
+
+use bytes::Bytes;
+use corium_wire::{Code, MessageType, OptionNumber};
+use hashbrown::HashMap;
+
+use super::{
+    Endpoint, Event, IncomingId, Owner, Peer, RequestId, Retransmission, TimerKind, Transmit,
+};
+use crate::blockwise;
+use crate::codec;
+use crate::error::{NotifyError, RespondError};
+use crate::message::{Response, Token};
+use crate::time::Instant;
+
+/// RFC 7641 §4.4: sequence numbers are 24 bits.
+const SEQ_MASK: u32 = 0x00ff_ffff;
+/// RFC 7641 §3.4: half the sequence-number space.
+const SEQ_HALF: u32 = 1 << 23;
+/// RFC 7641 §3.4: a notification more than 128 seconds after the last is always fresh.
+const FRESHNESS_WINDOW: Duration = Duration::from_secs(128);
+/// RFC 7641 §4.5: a notification is Confirmable at least once every 24 hours.
+const CON_AT_LEAST_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// Identifies an observation relation this endpoint serves (one observer of one
+/// resource), returned by [`Endpoint::respond_observe`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObservationId(pub u64);
+
+/// How to send one notification.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyOptions {
+    /// Send it Confirmable (RFC 7641 §4.5). Non-confirmable by default; the endpoint
+    /// still makes one Confirmable at least every 24 hours.
+    pub confirmable: bool,
+}
+
+/// Why an observation relation ended, in [`Event::ObservationEnded`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObservationEndReason {
+    /// The client answered a notification with a Reset (RFC 7641 §3.6, §4.2).
+    Reset,
+    /// A Confirmable notification was never acknowledged (RFC 7641 §4.5).
+    Timeout,
+    /// The client sent a GET with Observe = 1 (RFC 7641 §3.6).
+    Deregistered,
+    /// The client registered again with the same token (RFC 7641 §4.1).
+    Replaced,
+}
+
+/// A notification waiting for the Confirmable one in flight (RFC 7641 §4.5.2).
+#[derive(Debug)]
+struct Queued {
+    response: Response,
+    confirmable: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct Observation<P> {
+    peer: P,
+    token: Token,
+    /// The last sequence number sent.
+    seq: u32,
+    /// When the last Confirmable notification went out.
+    last_con: Instant,
+    /// The message ID of the latest notification, mapped in `by_message_id`.
+    last_mid: Option<u16>,
+    /// The Confirmable notification awaiting its ACK.
+    in_flight: Option<Retransmission>,
+    /// The newest state, waiting for `in_flight` (one slot: newest wins).
+    queued: Option<Queued>,
+    /// A final (error) notification is in flight; the relation is already off the list.
+    closing: bool,
+}
+
+/// The server's observers.
+#[derive(Debug)]
+pub(super) struct Observations<P> {
+    map: HashMap<u64, Observation<P>>,
+    by_key: HashMap<(P, Token), u64>,
+    per_peer: HashMap<P, usize>,
+}
+
+impl<P: Peer> Observations<P> {
+    pub(super) fn new() -> Self {
+        Observations {
+            map: HashMap::new(),
+            by_key: HashMap::new(),
+            per_peer: HashMap::new(),
+        }
+    }
+
+    /// Relations on the list (not counting final notifications still in flight).
+    pub(super) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether `peer` has observations (its message-ID state must not be evicted).
+    pub(super) fn has_peer(&self, peer: &P) -> bool {
+        self.per_peer.contains_key(peer)
+    }
+
+    /// Takes a relation off the list of observers (it may still finish a transmission).
+    fn unlist(&mut self, id: u64) {
+        let Some(o) = self.map.get(&id) else {
+            return;
+        };
+        let key = (o.peer.clone(), o.token.clone());
+        if self.by_key.get(&key) == Some(&id) {
+            self.by_key.remove(&key);
+            if let Some(n) = self.per_peer.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_peer.remove(&key.0);
+                }
+            }
+        }
+    }
+}
+
+/// Client-side state of an observe request (RFC 7641 §3.4).
+#[derive(Debug, Default)]
+pub(super) struct ClientObserve {
+    /// The newest sequence number seen and when it arrived.
+    newest: Option<(u32, Instant)>,
+}
+
+/// What to do with a response to a client exchange.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Not an observe exchange: the usual handling.
+    Plain,
+    /// A notification: deliver it, keep the exchange open.
+    Notification,
+    /// The last response of an observe exchange (not observable, or an error): deliver
+    /// it and finish.
+    Last,
+    /// Older than the newest notification seen (§3.4): drop it.
+    Stale,
+}
+
+/// RFC 7641 §3.4: whether notification `v2` received at `t2` is newer than `v1` at `t1`.
+pub(crate) fn is_fresh(v1: u32, t1: Instant, v2: u32, t2: Instant) -> bool {
+    (v1 < v2 && v2 - v1 < SEQ_HALF) || (v1 > v2 && v1 - v2 > SEQ_HALF) || t2 > t1 + FRESHNESS_WINDOW
+}
+
+impl<P: Peer> Endpoint<P> {
+    // ----------------------------------------------------------------------------------
+    // Server side
+    // ----------------------------------------------------------------------------------
+
+    /// Answers a GET (or FETCH) with Observe = 0 and adds the client to the list of
+    /// observers (RFC 7641 §4.1): the response goes out as [`respond`](Self::respond)
+    /// sends it, with an Observe sequence number. A registration with the same (peer,
+    /// token) replaces the earlier one, which ends with
+    /// [`ObservationEndReason::Replaced`].
+    ///
+    /// The request is answered in every case; it is not registered (and an error tells
+    /// why) when the response code is not 2.xx or the request was multicast
+    /// ([`RespondError::NotObservable`]), or when `max_observations` or
+    /// `max_observations_per_peer` is reached ([`RespondError::TooManyObservations`];
+    /// §4.1 lets a server answer without Observe).
+    pub fn respond_observe(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        response: Response,
+    ) -> Result<ObservationId, RespondError> {
+        if !response.code.is_response() {
+            return Err(RespondError::NotAResponse);
+        }
+        let Some(ex) = self.incoming.get(&id.0) else {
+            return Err(RespondError::UnknownRequest);
+        };
+        let (peer, token, multicast) = (ex.peer.clone(), ex.token.clone(), ex.multicast);
+        if !response.code.is_success() || multicast {
+            self.respond(now, id, response)?;
+            return Err(RespondError::NotObservable);
+        }
+        let key = (peer.clone(), token.clone());
+        let replaced = self.observations.by_key.get(&key).copied();
+        let (total, mine) = (
+            self.observations.len() - usize::from(replaced.is_some()),
+            self.observations.per_peer.get(&peer).copied().unwrap_or(0)
+                - usize::from(replaced.is_some()),
+        );
+        if total >= self.config.max_observations || mine >= self.config.max_observations_per_peer {
+            let mut response = response;
+            response.options.remove(OptionNumber::OBSERVE);
+            self.respond(now, id, response)?;
+            return Err(RespondError::TooManyObservations);
+        }
+        // A re-registration keeps counting from the sequence number it had (§4.4).
+        let mut seq = 1;
+        if let Some(old) = replaced {
+            seq = self.observations.map.get(&old).map_or(1, |o| o.seq);
+            self.drop_observation(old);
+            self.events.push_back(Event::ObservationEnded {
+                obs: ObservationId(old),
+                peer: peer.clone(),
+                reason: ObservationEndReason::Replaced,
+            });
+        }
+        seq = (seq + 1) & SEQ_MASK;
+        let mut response = response;
+        response.options.set_uint(OptionNumber::OBSERVE, seq);
+        self.respond(now, id, response)?;
+        let obs = self.alloc_id();
+        self.observations.map.insert(
+            obs,
+            Observation {
+                peer: peer.clone(),
+                token,
+                seq,
+                last_con: now,
+                last_mid: None,
+                in_flight: None,
+                queued: None,
+                closing: false,
+            },
+        );
+        self.observations.by_key.insert(key, obs);
+        *self.observations.per_peer.entry(peer).or_insert(0) += 1;
+        Ok(ObservationId(obs))
+    }
+
+    /// Sends a notification to one observer (RFC 7641 §4.2): the response gets the next
+    /// 24-bit sequence number in its Observe option (§4.4); Max-Age stays as given. A
+    /// payload larger than one block goes out as its first Block2 block (RFC 7959 §2.6).
+    ///
+    /// While a Confirmable notification is unacknowledged, this one waits in its place
+    /// and replaces any older one waiting (§4.5.2). A response with a code other than
+    /// 2.xx is sent without Observe and ends the relation (§3.2).
+    pub fn notify(
+        &mut self,
+        now: Instant,
+        obs: ObservationId,
+        response: Response,
+        options: NotifyOptions,
+    ) -> Result<(), NotifyError> {
+        if !response.code.is_response() {
+            return Err(NotifyError::NotAResponse);
+        }
+        let Some(o) = self.observations.map.get_mut(&obs.0) else {
+            return Err(NotifyError::UnknownObservation);
+        };
+        if o.closing {
+            return Err(NotifyError::UnknownObservation);
+        }
+        let mut response = response;
+        if blockwise::fragment_response(&mut response, None, self.config.max_block_szx).is_err() {
+            response = Response::new(Code::INTERNAL_SERVER_ERROR);
+        }
+        let last = !response.code.is_success();
+        let queued = Queued {
+            response,
+            confirmable: options.confirmable,
+        };
+        o.closing = last;
+        let send_now = if o.in_flight.is_some() {
+            o.queued = Some(queued);
+            None
+        } else {
+            Some(queued)
+        };
+        if last {
+            self.observations.unlist(obs.0);
+        }
+        if let Some(queued) = send_now {
+            self.transmit_notification(now, obs.0, queued, None);
+        }
+        Ok(())
+    }
+
+    /// Ends a relation without telling the client: the next notification it would have
+    /// got is simply never sent (a client that still observes will time out or
+    /// re-register).
+    pub fn end_observation(&mut self, obs: ObservationId) {
+        self.drop_observation(obs.0);
+    }
+
+    /// The number of observers on the list.
+    pub fn observation_count(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// The token of a request this endpoint sent, while it is in progress (for a
+    /// deregistration with the same token, RFC 7641 §3.6).
+    pub fn request_token(&self, id: RequestId) -> Option<Token> {
+        self.clients.get(&id.0).map(|c| c.token.clone())
+    }
+
+    /// Forgets a relation entirely: list, timers, message-ID mapping.
+    fn drop_observation(&mut self, id: u64) {
+        self.observations.unlist(id);
+        let Some(o) = self.observations.map.remove(&id) else {
+            return;
+        };
+        if let Some(r) = o.in_flight {
+            self.timers.remove(r.timer);
+        }
+        if let Some(mid) = o.last_mid {
+            if self.by_message_id.get(&(o.peer.clone(), mid)) == Some(&Owner::Observation(id)) {
+                self.by_message_id.remove(&(o.peer, mid));
+            }
+        }
+    }
+
+    /// Ends a relation and reports it.
+    fn end_relation(&mut self, id: u64, reason: ObservationEndReason) {
+        let Some(o) = self.observations.map.get(&id) else {
+            return;
+        };
+        let (peer, closing) = (o.peer.clone(), o.closing);
+        self.drop_observation(id);
+        if !closing {
+            self.events.push_back(Event::ObservationEnded {
+                obs: ObservationId(id),
+                peer,
+                reason,
+            });
+        }
+    }
+
+    /// Puts a notification on the wire with a fresh message ID. `carry` holds the
+    /// (transmissions, timeout) of an attempt that timed out (RFC 7641 §4.5.2 step 4).
+    fn transmit_notification(
+        &mut self,
+        now: Instant,
+        id: u64,
+        n: Queued,
+        carry: Option<(u32, Duration)>,
+    ) {
+        let Some(o) = self.observations.map.get(&id) else {
+            return;
+        };
+        let (peer, closing) = (o.peer.clone(), o.closing);
+        let Some(mid) = self.allocate_message_id(now, &peer) else {
+            // No message ID free towards this peer: the state is skipped (§4.5.2 allows
+            // skipping intermediate states); a final one ends the relation here.
+            if closing {
+                self.drop_observation(id);
+            }
+            return;
+        };
+        let timeout = if carry.is_none() {
+            self.initial_timeout()
+        } else {
+            Duration::ZERO
+        };
+        let Some(o) = self.observations.map.get_mut(&id) else {
+            return;
+        };
+        let confirmable =
+            n.confirmable || carry.is_some() || now >= o.last_con + CON_AT_LEAST_EVERY;
+        let mut response = n.response;
+        if o.closing {
+            response.options.remove(OptionNumber::OBSERVE);
+        } else {
+            o.seq = (o.seq + 1) & SEQ_MASK;
+            response.options.set_uint(OptionNumber::OBSERVE, o.seq);
+        }
+        let ty = if confirmable {
+            MessageType::Confirmable
+        } else {
+            MessageType::NonConfirmable
+        };
+        let wire: Bytes = codec::encode(
+            ty,
+            response.code,
+            mid,
+            o.token.as_bytes(),
+            &response.options,
+            &response.payload,
+        );
+        if let Some(old) = o.last_mid.replace(mid) {
+            if self.by_message_id.get(&(peer.clone(), old)) == Some(&Owner::Observation(id)) {
+                self.by_message_id.remove(&(peer.clone(), old));
+            }
+        }
+        self.by_message_id
+            .insert((peer.clone(), mid), Owner::Observation(id));
+        self.transmits.push_back(Transmit {
+            peer: peer.clone(),
+            payload: wire.clone(),
+        });
+        let Some(o) = self.observations.map.get_mut(&id) else {
+            return;
+        };
+        if confirmable {
+            o.last_con = now;
+            let (sent, timeout) = match carry {
+                Some((sent, t)) => (sent + 1, t * 2),
+                None => (1, timeout),
+            };
+            let timer = self
+                .timers
+                .insert(now + timeout, TimerKind::NotifyRetransmit(id));
+            o.in_flight = Some(Retransmission {
+                message_id: mid,
+                wire,
+                sent,
+                timeout,
+                timer,
+            });
+        } else if o.closing {
+            self.drop_observation(id);
+        }
+    }
+
+    /// An ACK for a notification (RFC 7641 §4.5): the newest queued state goes out.
+    pub(super) fn notification_acknowledged(&mut self, now: Instant, id: u64, mid: u16) {
+        let Some(o) = self.observations.map.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = o.in_flight.take_if(|r| r.message_id == mid) else {
+            return;
+        };
+        self.timers.remove(r.timer);
+        if let Some(next) = o.queued.take() {
+            self.transmit_notification(now, id, next, None);
+        } else if o.closing {
+            self.drop_observation(id);
+        }
+    }
+
+    /// A RST for a notification ends the relation (RFC 7641 §3.6, §4.2).
+    pub(super) fn notification_reset(&mut self, id: u64) {
+        self.end_relation(id, ObservationEndReason::Reset);
+    }
+
+    /// The retransmission timer of a Confirmable notification (RFC 7641 §4.5.2): give
+    /// up after MAX_RETRANSMIT, otherwise send the newest state (a new message ID if it
+    /// changed) with the doubled timeout.
+    pub(super) fn notification_retransmit(&mut self, now: Instant, id: u64) {
+        let max = self.config.transmission.max_retransmit;
+        let Some(o) = self.observations.map.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = o.in_flight.as_mut() else {
+            return;
+        };
+        if r.sent > max {
+            self.end_relation(id, ObservationEndReason::Timeout);
+            return;
+        }
+        if let Some(next) = o.queued.take() {
+            let (sent, timeout) = (r.sent, r.timeout);
+            o.in_flight = None;
+            self.transmit_notification(now, id, next, Some((sent, timeout)));
+            return;
+        }
+        r.sent += 1;
+        r.timeout *= 2;
+        r.timer = self
+            .timers
+            .insert(now + r.timeout, TimerKind::NotifyRetransmit(id));
+        self.transmits.push_back(Transmit {
+            peer: o.peer.clone(),
+            payload: r.wire.clone(),
+        });
+    }
+
+    /// A request arrived: reads its Observe option and, for a GET or FETCH with
+    /// Observe = 1, takes the relation with the same (peer, token) off the list
+    /// (RFC 7641 §3.6). Returns the Observe value of a GET or FETCH.
+    pub(super) fn observe_request(
+        &mut self,
+        peer: &P,
+        method: Code,
+        token: &[u8],
+        observe: Option<u32>,
+    ) -> Option<u32> {
+        if !matches!(method, Code::GET | Code::FETCH) {
+            return None;
+        }
+        if observe == Some(1) {
+            let key = (peer.clone(), Token::new(token));
+            if let Some(id) = self.observations.by_key.get(&key).copied() {
+                self.end_relation(id, ObservationEndReason::Deregistered);
+            }
+        }
+        observe
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Client side
+    // ----------------------------------------------------------------------------------
+
+    /// Decides what a response to client exchange `id` is, for observe exchanges
+    /// (RFC 7641 §3.3, §3.4).
+    pub(super) fn observe_verdict(
+        &mut self,
+        now: Instant,
+        id: u64,
+        response: &Response,
+    ) -> Verdict {
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return Verdict::Plain;
+        };
+        let Some(state) = ex.observe.as_mut() else {
+            return Verdict::Plain;
+        };
+        let seq = response
+            .options
+            .get_uint(OptionNumber::OBSERVE)
+            .map(|v| v & SEQ_MASK);
+        let Some(seq) = seq.filter(|_| response.code.is_success()) else {
+            return Verdict::Last;
+        };
+        if let Some((v1, t1)) = state.newest {
+            if !is_fresh(v1, t1, seq, now) {
+                return Verdict::Stale;
+            }
+        }
+        let first = state.newest.is_none();
+        state.newest = Some((seq, now));
+        if first {
+            // The relation stands: it has no deadline, and holds no NSTART slot (§4.7
+            // counts outstanding interactions, not relations).
+            if let Some(t) = ex.deadline.take() {
+                self.timers.remove(t);
+            }
+            self.release_slot(now, id);
+        }
+        Verdict::Notification
+    }
+}
