@@ -45,6 +45,8 @@ pub(crate) struct Prepared {
     timeout: Option<Duration>,
     /// Print every message exchanged.
     verbose: bool,
+    /// Block size exponent for block-wise transfers (`-b`), when given.
+    block_szx: Option<u8>,
     /// Write the payload here instead of stdout.
     output: Option<PathBuf>,
 }
@@ -106,6 +108,7 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         timeout: args.timeout,
         verbose: args.verbose,
         output: args.output,
+        block_szx: args.block_szx,
     })
 }
 
@@ -127,6 +130,7 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
         timeout: args.timeout,
         verbose: args.verbose,
         output: None,
+        block_szx: None,
     })
 }
 
@@ -145,6 +149,12 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let mut builder = Client::builder();
+    if let Some(szx) = p.block_szx {
+        builder = builder.config(corium::EndpointConfig {
+            max_block_szx: szx,
+            ..Default::default()
+        });
+    }
     if p.verbose {
         builder = builder.trace(|direction, peer, bytes| {
             let sent = matches!(direction, Direction::Sent);

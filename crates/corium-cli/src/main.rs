@@ -166,6 +166,11 @@ pub(crate) struct RequestArgs {
     /// on stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+    /// Block size for block-wise transfers (RFC 7959): 16, 32, 64, 128, 256,
+    /// 512 or 1024 bytes (default 1024). Uploads larger than one block go in
+    /// blocks of this size, and downloads ask for it (early negotiation).
+    #[arg(short = 'b', long = "block-size", value_name = "SIZE", value_parser = parse_block_size)]
+    pub(crate) block_szx: Option<u8>,
 }
 
 /// Arguments of `corium discover`.
@@ -234,6 +239,18 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x > 0.0 && x.is_finite() && x < 1e9 => Ok(Duration::from_secs_f64(x)),
         _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// Parses a block size (a power of two from 16 to 1024) into its SZX (RFC 7959 §2.2).
+fn parse_block_size(s: &str) -> Result<u8, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (16..=1024).contains(&n) && n.is_power_of_two() => {
+            Ok(n.trailing_zeros() as u8 - 4)
+        }
+        _ => Err(format!(
+            "{s:?} is not a block size (16, 32, 64, 128, 256, 512 or 1024)"
+        )),
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `/large` | a 1280-byte text (Californium's block-art, five 256-byte blocks) |
 //! | `/large-update` | GET / PUT a large representation |
 //! | `/large-create` | POST creates a large representation (2.01), GET reads it |
+//! | `/large-post` | POST with Block1 → 2.04 whose body (the upload, upper-cased) comes back with Block2 (RFC 7959 §2.7) |
 //! | `/obs` | the current UTC time, changing every 5 s; observable (RFC 7641), a notification every 5 s (rt="observe" obs) |
 //! | `/echo` | any method: echoes payload and Content-Format |
 //!
@@ -567,6 +568,24 @@ pub(crate) fn router() -> Router {
         )
         .route("/large-update", large_update)
         .route("/large-create", large_create)
+        .route(
+            "/large-post",
+            Resource::new()
+                .post(|ctx: RequestContext| async move {
+                    // Two-way block-wise (RFC 7959 §2.7): a large upload answered with a
+                    // large body; its later blocks come from the endpoint's kept response.
+                    let mut r = Response::with_payload(
+                        Code::CHANGED,
+                        ctx.request.payload.to_ascii_uppercase(),
+                    );
+                    if let Some(cf) = ctx.request.content_format() {
+                        r.set_content_format(cf);
+                    }
+                    r
+                })
+                .rt("block")
+                .title("Handle POST with two-way blockwise transfer"),
+        )
         .route(
             "/obs",
             Resource::new()

@@ -519,3 +519,36 @@ fn serve_stops_cleanly_on_sigterm() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// `-b SIZE`: downloads ask for that block size (RFC 7959 §2.4 early negotiation) and
+/// still return the whole representation; uploads go in blocks of it; a size that is not
+/// a power of two from 16 to 1024 is one clear line and exit 2.
+#[test]
+fn block_size_option() {
+    let server = Server::start();
+    let out = corium(&["get", "-b", "256", "-v", &server.uri("/large")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stderr.contains("Block2: 0/0/256"), "{out:?}");
+    assert!(out.stderr.contains("Block2: 4/0/256"), "{out:?}");
+    assert_eq!(out.stdout.trim_end().len(), 1280 - 1, "{out:?}");
+
+    let body = "abcdefghij".repeat(300);
+    let out = corium(&[
+        "post",
+        "-b",
+        "512",
+        "-v",
+        "-e",
+        &body,
+        &server.uri("/large-post"),
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stderr.contains("Block1: 5/0/512"), "{out:?}");
+    assert!(out.stderr.contains("2.04 Changed"), "{out:?}");
+    assert_eq!(out.stdout.trim_end(), body.to_ascii_uppercase(), "{out:?}");
+
+    let out = corium(&["get", "-b", "100", &server.uri("/large")]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("is not a block size"), "{out:?}");
+}

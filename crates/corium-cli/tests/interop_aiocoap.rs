@@ -443,3 +443,28 @@ fn corium_block1_upload_to_aiocoap() {
     out.assert_success();
     assert_eq!(got, body, "{}", out.describe());
 }
+
+/// RFC 7959 §2.7 two-way block-wise: aiocoap-client posts 3000 bytes to /large-post and
+/// gets the whole upper-cased body back.
+#[test]
+fn aiocoap_client_large_post_two_way_blockwise() {
+    let server = CoriumServer::start();
+    let (body, file) = big_body_file("aiocoap-large-post");
+    std::fs::write(&file, body.to_ascii_lowercase()).expect("write the body");
+    let payload = format!("@{}", file.to_string_lossy());
+    let out = aiocoap_client_run(&[
+        "-m",
+        "POST",
+        "--payload",
+        &payload,
+        &server.uri("/large-post"),
+    ]);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+    out.assert_success();
+    assert_eq!(
+        out.stdout.trim_end_matches('\n').as_bytes(),
+        &body[..],
+        "{}",
+        out.describe()
+    );
+}

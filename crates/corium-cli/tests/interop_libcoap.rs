@@ -546,3 +546,31 @@ fn corium_block1_upload_to_libcoap() {
     out.assert_success();
     assert_eq!(got, body, "{}", out.describe());
 }
+
+/// RFC 7959 §2.7 two-way block-wise: libcoap posts 3000 bytes in 512-byte blocks to
+/// /large-post and gets the upper-cased body back in Block2 blocks, which corium serves
+/// from the response it kept (the POST runs once).
+#[test]
+fn libcoap_client_large_post_two_way_blockwise() {
+    let server = CoriumServer::start();
+    let (body, file) = big_body_file("libcoap-large-post");
+    let lower: Vec<u8> = body.to_ascii_lowercase();
+    std::fs::write(&file, &lower).expect("write the body");
+    let file_arg = file.to_string_lossy().into_owned();
+    let out = coap_client(&[
+        "-m",
+        "post",
+        "-b",
+        "512",
+        "-f",
+        &file_arg,
+        &server.uri("/large-post"),
+    ]);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+    assert_eq!(
+        out.libcoap_payload().trim_end_matches('\n').as_bytes(),
+        &body[..],
+        "{}",
+        out.describe()
+    );
+}

@@ -10,7 +10,7 @@
 //! 2.31 Continue by the endpoint itself.
 //!
 //! Hard limits: the body of one upload, the number of uploads in progress, and their
-//! total memory; an upload nobody continues is dropped after `block1_timeout`.
+//! total memory; an upload nobody continues is dropped after `blockwise_timeout`.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;

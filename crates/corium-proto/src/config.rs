@@ -132,8 +132,14 @@ pub struct EndpointConfig {
     pub max_block1_transfers: usize,
     /// Hard limit on the bytes held by all Block1 uploads in progress. Default 16 MiB.
     pub max_block1_total: usize,
-    /// An upload whose next block does not come within this is dropped. Default 60 s.
-    pub block1_timeout: Duration,
+    /// An upload whose next block does not come within this is dropped, and a large
+    /// response to an unsafe request is kept this long for its later blocks. Default 60 s.
+    pub blockwise_timeout: Duration,
+    /// Hard limit on large responses to unsafe requests (POST, PUT, …) kept for their
+    /// later Block2 blocks (RFC 7959 §2.7); the oldest is dropped.
+    pub max_cached_responses: usize,
+    /// Hard limit on the bytes of those kept responses. Default 16 MiB.
+    pub max_cached_response_bytes: usize,
     /// Max-Age in seconds put on 5.03 / 4.29 answers given because a table is full.
     pub overload_max_age: u32,
     /// Hard limit on observation relations this endpoint serves (RFC 7641 §4.1). Beyond
@@ -167,7 +173,9 @@ impl Default for EndpointConfig {
             max_block1_body: 1 << 20,
             max_block1_transfers: 256,
             max_block1_total: 16 << 20,
-            block1_timeout: Duration::from_secs(60),
+            blockwise_timeout: Duration::from_secs(60),
+            max_cached_responses: 256,
+            max_cached_response_bytes: 16 << 20,
             overload_max_age: 2,
             max_observations: 4_096,
             max_observations_per_peer: 64,

@@ -9,6 +9,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::fmt;
 use core::hash::Hash;
 use core::time::Duration;
@@ -26,6 +27,7 @@ use crate::dedup::{DedupCache, DedupState};
 use crate::error::{DeliveryError, RequestError, RespondError, SendError};
 use crate::message::{Options, Request, Response, Token};
 use crate::message_id::MessageIdTracker;
+use crate::response_cache::{self, ResponseCache};
 use crate::time::Instant;
 use crate::timer::{TimerHandle, TimerQueue};
 
@@ -231,6 +233,9 @@ struct IncomingExchange<P> {
     block2: Option<BlockValue>,
     /// The last Block1 of a reassembled upload, echoed in the response (RFC 7959 §2.3).
     block1: Option<BlockValue>,
+    /// For unsafe methods: the key under which a large response is kept for its later
+    /// blocks (RFC 7959 §2.7, `response_cache`).
+    cache_key: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -249,6 +254,7 @@ pub struct Endpoint<P: Peer> {
     peers: HashMap<P, PeerState>,
     dedup: DedupCache<P>,
     block1: Block1Table<P>,
+    response_cache: ResponseCache<P>,
     timers: TimerQueue<TimerKind>,
     dedup_timer: Option<TimerHandle>,
     clients: HashMap<u64, ClientExchange<P>>,
@@ -287,6 +293,8 @@ pub struct EndpointStats {
     pub dedup_entries: usize,
     /// Block1 uploads being reassembled.
     pub block1_transfers: usize,
+    /// Large responses to unsafe requests kept for their later blocks.
+    pub cached_responses: usize,
     /// Pending timers.
     pub timers: usize,
     /// Observation relations served (RFC 7641).
@@ -331,11 +339,16 @@ impl<P: Peer> Endpoint<P> {
     /// timeouts; the runtime passes an OS-seeded generator, tests a seeded one.
     pub fn new(config: EndpointConfig, rng: Box<dyn RngCore + Send>) -> Self {
         let dedup = DedupCache::new(config.max_dedup_entries);
+        let response_cache = ResponseCache::new(
+            config.max_cached_responses,
+            config.max_cached_response_bytes,
+            config.blockwise_timeout,
+        );
         let block1 = Block1Table::new(Block1Limits {
             max_body: config.max_block1_body,
             max_transfers: config.max_block1_transfers,
             max_total: config.max_block1_total,
-            timeout: config.block1_timeout,
+            timeout: config.blockwise_timeout,
             max_szx: config.max_block_szx,
         });
         Endpoint {
@@ -344,6 +357,7 @@ impl<P: Peer> Endpoint<P> {
             peers: HashMap::new(),
             dedup,
             block1,
+            response_cache,
             timers: TimerQueue::new(),
             dedup_timer: None,
             clients: HashMap::new(),
@@ -371,6 +385,7 @@ impl<P: Peer> Endpoint<P> {
             server_exchanges: self.incoming.len(),
             dedup_entries: self.dedup.len(),
             block1_transfers: self.block1.len(),
+            cached_responses: self.response_cache.len(),
             timers: self.timers.len(),
             observations: self.observations.len(),
         }
@@ -414,6 +429,7 @@ impl<P: Peer> Endpoint<P> {
     fn handle(&mut self, now: Instant, peer: P, data: &[u8], multicast: bool) {
         self.dedup.expire(now);
         self.block1.expire(now);
+        self.response_cache.expire(now);
         let msg = match Message::parse_with_max_token(data, self.config.max_incoming_token_len) {
             Ok(msg) => msg,
             Err(err) => return self.reject_malformed(peer, data, err, multicast),
@@ -576,6 +592,45 @@ impl<P: Peer> Endpoint<P> {
             options: self.request_options(msg),
             payload: codec::payload_of(msg),
         };
+        // RFC 7959 §2.7: later blocks of a large response to an unsafe request come from
+        // the response kept when it was first sent; the request is not run again.
+        let block2 = msg
+            .option(OptionNumber::BLOCK2)
+            .and_then(BlockValue::decode);
+        let unsafe_method = response_cache::is_unsafe_method(request.method);
+        if let (Some(b2), true) = (block2, unsafe_method) {
+            if b2.num > 0 {
+                let key = response_cache::request_key(request.method, &request.options);
+                let response = match self.response_cache.get(now, &peer, key) {
+                    Some(mut whole) => {
+                        match blockwise::fragment_response(
+                            &mut whole,
+                            Some(b2),
+                            self.config.max_block_szx,
+                        ) {
+                            Ok(()) => whole,
+                            Err(code) => Response::new(code),
+                        }
+                    }
+                    None => Response::with_payload(
+                        Code::REQUEST_ENTITY_INCOMPLETE,
+                        b"No response kept for this block".to_vec(),
+                    ),
+                };
+                return self.answer_directly(
+                    now,
+                    peer,
+                    mid,
+                    &token,
+                    confirmable,
+                    &response,
+                    lifetime,
+                );
+            }
+        }
+        let cache_key =
+            unsafe_method.then(|| response_cache::request_key(request.method, &request.options));
+
         // RFC 7959 §2.3: blocks of an upload are answered 2.31 by the endpoint; the
         // application sees one request with the whole body.
         let mut block1 = None;
@@ -645,10 +700,9 @@ impl<P: Peer> Endpoint<P> {
                 ack_timer,
                 separate: None,
                 leisure: None,
-                block2: msg
-                    .option(OptionNumber::BLOCK2)
-                    .and_then(BlockValue::decode),
+                block2,
                 block1,
+                cache_key,
             },
         );
         let observe = request.options.get_uint(OptionNumber::OBSERVE);
@@ -861,6 +915,19 @@ impl<P: Peer> Endpoint<P> {
             self.timers.remove(t);
         }
         let mut response = response;
+        let block_size = 1usize << (self.config.max_block_szx.min(6) + 4);
+        if let Some(cache_key) = ex.cache_key.take() {
+            if response.payload.len() > block_size
+                && !response.options.contains(OptionNumber::BLOCK2)
+            {
+                let peer = ex.peer.clone();
+                self.response_cache
+                    .insert(now, peer, cache_key, response.clone());
+            }
+        }
+        let Some(ex) = self.incoming.get_mut(&key) else {
+            return Err(RespondError::UnknownRequest);
+        };
         if let Some(block) = ex.block1 {
             let mut buf = [0u8; 4];
             response
@@ -1435,6 +1502,7 @@ impl<P: Peer> Endpoint<P> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dedup.expire(now);
         self.block1.expire(now);
+        self.response_cache.expire(now);
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::ClientRetransmit(id) => self.client_retransmit(now, id),
@@ -1569,12 +1637,15 @@ impl<P: Peer> Endpoint<P> {
     /// Keeps one coalesced timer (whole seconds) for expiring the deduplication cache, so
     /// an idle endpoint frees its memory without waking for every entry.
     fn arm_dedup_timer(&mut self, now: Instant) {
-        let expiry = match (self.dedup.next_expiry(), self.block1.next_expiry()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return,
-            },
+        let Some(expiry) = [
+            self.dedup.next_expiry(),
+            self.block1.next_expiry(),
+            self.response_cache.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min() else {
+            return;
         };
         let at = expiry.max(now) + Duration::from_secs(1);
         if let Some(current) = self.dedup_timer {

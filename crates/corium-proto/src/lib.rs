@@ -50,6 +50,7 @@ mod endpoint;
 mod error;
 mod message;
 mod message_id;
+mod response_cache;
 mod time;
 mod timer;
 

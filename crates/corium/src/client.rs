@@ -62,6 +62,7 @@ impl ClientBuilder {
         let family = bound.family;
         let default_timeout = self.config.request_timeout();
         let ping_timeout = self.config.transmission.max_transmit_wait();
+        let block_szx = self.config.max_block_szx.min(UPLOAD_SZX);
         let driver = Driver::new(bound, self.config, rx, self.trace, None);
         tokio::spawn(async move {
             if let Err(err) = driver.run().await {
@@ -75,6 +76,7 @@ impl ClientBuilder {
                 family,
                 default_timeout,
                 ping_timeout,
+                block_szx,
                 next_key: AtomicU64::new(0),
             }),
         })
@@ -88,6 +90,9 @@ struct Inner {
     default_timeout: Duration,
     /// The endpoint gives a ping MAX_TRANSMIT_WAIT (RFC 7252 §4.8.2).
     ping_timeout: Duration,
+    /// Block size (as SZX) of uploads and of downloads this client asks for: the
+    /// configuration's `max_block_szx`, at most 6 (1024 bytes) over UDP.
+    block_szx: u8,
     next_key: AtomicU64,
 }
 
@@ -207,84 +212,132 @@ impl Client {
             .map_err(|e| e.with_target(peer))
     }
 
-    /// Sends a request and, when a GET or FETCH response arrives block-wise (RFC 7959
-    /// §2.4), fetches the remaining blocks and returns the whole representation.
+    /// Sends a request: a payload larger than one block goes as a Block1 upload, and a
+    /// response that arrives block-wise is completed block by block (RFC 7959 §2.4,
+    /// §2.7), so the caller always gets the whole representation. A request that
+    /// already carries Block2 asks for one block on purpose and is sent as it is.
     async fn send_to(
         &self,
         peer: SocketAddr,
         request: Request,
         options: RequestOptions,
     ) -> Result<Response, Error> {
-        if request.payload.len() > UPLOAD_BLOCK_SIZE
-            && !request.options.contains(OptionNumber::BLOCK1)
-        {
-            return self.upload(peer, request, options).await;
-        }
-        let reassemble = matches!(request.method, Code::GET | Code::FETCH)
-            && !request.options.contains(OptionNumber::BLOCK2);
-        if !reassemble {
+        if request.options.contains(OptionNumber::BLOCK2) {
             return self.send_one(peer, request, options).await;
         }
+        let szx = self.inner.block_szx;
+        let upload = request.payload.len() > (1usize << (szx + 4))
+            && !request.options.contains(OptionNumber::BLOCK1);
+        // RFC 7959 §2.4, early negotiation: a client that wants blocks smaller than the
+        // largest asks for block 0 in its size with the first request.
+        let mut first_request = request.clone();
+        if szx < UPLOAD_SZX && !upload && matches!(request.method, Code::GET | Code::FETCH) {
+            let block = BlockValue::new(0, false, szx).expect("SZX below 7");
+            let mut buf = [0u8; 4];
+            first_request
+                .options
+                .push(OptionNumber::BLOCK2, block.encode(&mut buf).to_vec());
+        }
         let mut restarts = 0;
-        'transfer: loop {
-            let first = self
-                .send_one(peer, request.clone(), options.clone())
-                .await?;
-            let Some(block) = block2_of(&first) else {
-                return Ok(first);
+        loop {
+            let first = if upload {
+                self.upload(peer, request.clone(), options.clone()).await?
+            } else {
+                self.send_one(peer, first_request.clone(), options.clone())
+                    .await?
             };
-            if !block.more || block.num != 0 || !first.code.is_success() {
-                return Ok(first);
-            }
-            let etag = first.options.get(OptionNumber::ETAG).map(<[u8]>::to_vec);
-            let mut whole = first;
-            whole.options.remove(OptionNumber::BLOCK2);
-            loop {
-                if whole.payload.len() > MAX_REASSEMBLED_BODY {
-                    return Err(Error::new(Kind::Blockwise(
-                        "the block-wise response exceeds the 16 MiB reassembly limit",
-                    )));
-                }
-                // The server may have lowered the block size (late negotiation): ask for
-                // the block that starts where the body ends, in its size.
-                let szx = block.szx;
-                let size = 1usize << (szx + 4);
-                let Some(next) = u32::try_from(whole.payload.len() / size)
-                    .ok()
-                    .and_then(|num| BlockValue::new(num, false, szx))
-                else {
-                    return Err(Error::new(Kind::Blockwise("block number out of range")));
-                };
-                let mut buf = [0u8; 4];
-                let mut req = request.clone();
-                req.options
-                    .set(OptionNumber::BLOCK2, next.encode(&mut buf).to_vec());
-                let part = self.send_one(peer, req, options.clone()).await?;
-                if !part.code.is_success() {
-                    return Ok(part);
-                }
-                let Some(got) = block2_of(&part) else {
-                    return Err(Error::new(Kind::Blockwise(
-                        "a block of the response came without a Block2 option",
-                    )));
-                };
-                // RFC 7959 §2.4: a changed ETag means the representation changed while
-                // it was being fetched; start over (a few times at most).
-                if part.options.get(OptionNumber::ETAG) != etag.as_deref()
-                    || got.offset() != whole.payload.len()
-                {
+            match self
+                .remaining_blocks(peer, &request, first, &options)
+                .await?
+            {
+                Blocks::Complete(response) => return Ok(response),
+                // RFC 7959 §2.4: the representation changed while it was being fetched.
+                // A safe request can start over; an unsafe one must not run twice.
+                Blocks::Changed if !response_cache_needed(request.method) => {
                     restarts += 1;
                     if restarts > MAX_BLOCKWISE_RESTARTS {
                         return Err(Error::new(Kind::Blockwise(
                             "the representation kept changing during a block-wise transfer",
                         )));
                     }
-                    continue 'transfer;
                 }
-                whole.payload.extend_from_slice(&part.payload);
-                if !got.more {
-                    return Ok(whole);
+                Blocks::Changed => {
+                    return Err(Error::new(Kind::Blockwise(
+                        "the response changed between its blocks",
+                    )))
                 }
+            }
+        }
+    }
+
+    /// Fetches the blocks after `first`, if it is block 0 of several. Follow-ups repeat
+    /// the request with Block2 N; for unsafe methods without a payload, since the server
+    /// serves them from the response it kept (RFC 7959 §2.7).
+    async fn remaining_blocks(
+        &self,
+        peer: SocketAddr,
+        request: &Request,
+        first: Response,
+        options: &RequestOptions,
+    ) -> Result<Blocks, Error> {
+        let Some(block) = block2_of(&first) else {
+            return Ok(Blocks::Complete(first));
+        };
+        if !block.more || block.num != 0 || !first.code.is_success() {
+            return Ok(Blocks::Complete(first));
+        }
+        let etag = first.options.get(OptionNumber::ETAG).map(<[u8]>::to_vec);
+        let mut template = request.clone();
+        for n in [
+            OptionNumber::BLOCK1,
+            OptionNumber::SIZE1,
+            OptionNumber::REQUEST_TAG,
+        ] {
+            template.options.remove(n);
+        }
+        if response_cache_needed(request.method) {
+            template.payload.clear();
+            template.options.remove(OptionNumber::CONTENT_FORMAT);
+        }
+        let mut whole = first;
+        whole.options.remove(OptionNumber::BLOCK2);
+        loop {
+            if whole.payload.len() > MAX_REASSEMBLED_BODY {
+                return Err(Error::new(Kind::Blockwise(
+                    "the block-wise response exceeds the 16 MiB reassembly limit",
+                )));
+            }
+            // The server may have lowered the block size (late negotiation): ask for the
+            // block that starts where the body ends, in its size.
+            let szx = block.szx;
+            let size = 1usize << (szx + 4);
+            let Some(next) = u32::try_from(whole.payload.len() / size)
+                .ok()
+                .and_then(|num| BlockValue::new(num, false, szx))
+            else {
+                return Err(Error::new(Kind::Blockwise("block number out of range")));
+            };
+            let mut buf = [0u8; 4];
+            let mut req = template.clone();
+            req.options
+                .set(OptionNumber::BLOCK2, next.encode(&mut buf).to_vec());
+            let part = self.send_one(peer, req, options.clone()).await?;
+            if !part.code.is_success() {
+                return Ok(Blocks::Complete(part));
+            }
+            let Some(got) = block2_of(&part) else {
+                return Err(Error::new(Kind::Blockwise(
+                    "a block of the response came without a Block2 option",
+                )));
+            };
+            if part.options.get(OptionNumber::ETAG) != etag.as_deref()
+                || got.offset() != whole.payload.len()
+            {
+                return Ok(Blocks::Changed);
+            }
+            whole.payload.extend_from_slice(&part.payload);
+            if !got.more {
+                return Ok(Blocks::Complete(whole));
             }
         }
     }
@@ -302,7 +355,7 @@ impl Client {
         options: RequestOptions,
     ) -> Result<Response, Error> {
         let body = &request.payload;
-        let mut szx = UPLOAD_SZX;
+        let mut szx = self.inner.block_szx;
         let mut offset = 0usize;
         let tag: [u8; 4] = rand::random();
         loop {
@@ -527,17 +580,28 @@ impl RequestBuilder {
     }
 }
 
-/// Block size exponent of uploads: SZX 6 = 1024 bytes, the largest over UDP (RFC 7959
-/// §2.2), keeping every datagram within RFC 7252 §4.6's 1152 bytes.
+/// The largest block size exponent over UDP: SZX 6 = 1024 bytes (RFC 7959 §2.2), which
+/// keeps every datagram within RFC 7252 §4.6's 1152 bytes.
 const UPLOAD_SZX: u8 = 6;
-/// Payloads larger than this are uploaded block-wise.
-const UPLOAD_BLOCK_SIZE: usize = 1 << (UPLOAD_SZX + 4);
 
 /// Largest representation the client reassembles from Block2 blocks.
 pub const MAX_REASSEMBLED_BODY: usize = 16 * 1024 * 1024;
 
 /// How often a block-wise transfer starts over because the ETag changed.
 const MAX_BLOCKWISE_RESTARTS: u32 = 3;
+
+/// How fetching the rest of a block-wise response ended.
+enum Blocks {
+    /// The whole representation (or an error response that ended the transfer).
+    Complete(Response),
+    /// The ETag changed between blocks.
+    Changed,
+}
+
+/// Whether a request must not be repeated to get later blocks of its response.
+fn response_cache_needed(method: Code) -> bool {
+    !matches!(method, Code::GET | Code::FETCH)
+}
 
 fn block2_of(response: &Response) -> Option<BlockValue> {
     response

@@ -90,12 +90,16 @@ pub(crate) enum Command {
         observable: u64,
         options: NotifyOptions,
     },
-    /// A handler's answer for the observers `ids`.
+    /// A handler's answer for the observers `ids`; `change` when the resource changed
+    /// (rather than a timer of the conditional attributes firing).
     Notifications {
         ids: Vec<ObservationId>,
         response: Response,
         options: NotifyOptions,
+        change: bool,
     },
+    /// A timer of an observer's conditional attributes fired.
+    ObserverTimer { obs: ObservationId },
 }
 
 struct Pending {
@@ -309,20 +313,38 @@ impl Driver {
                 options,
             } => {
                 if let Some(server) = &mut self.server {
-                    server
-                        .observers
-                        .notify(&mut self.endpoint, now, observable, options, &server.tx);
+                    server.observers.notify(
+                        &mut self.endpoint,
+                        now,
+                        observable,
+                        options,
+                        &server.tx,
+                    );
                 }
             }
             Command::Notifications {
                 ids,
                 response,
                 options,
+                change,
             } => {
+                if let Some(server) = &mut self.server {
+                    server.observers.deliver(
+                        &mut self.endpoint,
+                        now,
+                        ids,
+                        response,
+                        options,
+                        change,
+                        &server.tx,
+                    );
+                }
+            }
+            Command::ObserverTimer { obs } => {
                 if let Some(server) = &mut self.server {
                     server
                         .observers
-                        .deliver(&mut self.endpoint, now, ids, response, options);
+                        .timer(&mut self.endpoint, now, obs, &server.tx);
                 }
             }
         }
@@ -486,7 +508,7 @@ impl Driver {
                 if let (Some(observable), Some(0), Code::GET | Code::FETCH) =
                     (observable, observe, request.method)
                 {
-                    server.observers.registration(
+                    let rejected = server.observers.registration(
                         id,
                         observable,
                         handler.clone(),
@@ -494,6 +516,10 @@ impl Driver {
                         request.clone(),
                         params.clone(),
                     );
+                    if let Some(response) = rejected {
+                        self.respond(id, response);
+                        return true;
+                    }
                 }
                 let ctx = crate::server::RequestContext {
                     peer,

@@ -15,6 +15,16 @@
 //! (stale ones are dropped by the endpoint, §3.4). Dropping it forgets the relation, so
 //! the next notification is answered with a Reset (passive cancel, §3.6);
 //! [`Observation::cancel`] deregisters actively with a GET carrying Observe = 1.
+//!
+//! Conditional attributes (draft-ietf-core-conditional-attributes-12) in the query of a
+//! registration shape what each observer gets: `c.pmin` / `c.pmax` (least / most time
+//! between notifications), `c.gt` / `c.lt` (crossing a threshold), `c.st` (a change of
+//! at least this step), `c.band` (notify while inside, or outside, the gt/lt band),
+//! `c.edge` (a boolean's rising or falling edge), `c.con` (Confirmable notifications),
+//! `c.epmax` (evaluate at least this often); `c.epmin` is validated and otherwise
+//! advisory. Invalid values are answered 4.00 (§3). Value conditions apply to payloads
+//! that are a plain-text number or `true` / `false`; for other payloads every change
+//! notifies.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +41,7 @@ use corium_proto::{
     Endpoint, IncomingId, NotifyOptions, ObservationId, Request, RequestOptions, Response, Token,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant as TokioInstant;
 
 use crate::client::Client;
 use crate::driver::{Command, Outcome};
@@ -112,11 +123,7 @@ impl Observable {
 
     /// The resource changed; notifications go out as `options` says.
     pub fn notify_with(&self, options: NotifyOptions) {
-        let mut drivers = self
-            .inner
-            .drivers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
         drivers.retain(|tx| {
             tx.send(Command::Notify {
                 observable: self.inner.id,
@@ -132,11 +139,7 @@ impl Observable {
     }
 
     fn subscribe(&self, tx: &mpsc::UnboundedSender<Command>) {
-        let mut drivers = self
-            .inner
-            .drivers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
         if !drivers.iter().any(|d| d.same_channel(tx)) {
             drivers.push(tx.clone());
         }
@@ -150,6 +153,8 @@ struct Relation {
     peer: SocketAddr,
     request: Request,
     params: Params,
+    conditions: Conditions,
+    state: ConditionState,
 }
 
 /// The server-side observe state of one driver.
@@ -162,7 +167,10 @@ pub(crate) struct Observers {
 
 impl Observers {
     /// A GET with Observe = 0 for an observable resource: answer it with
-    /// `respond_observe` once the handler is done.
+    /// `respond_observe` once the handler is done. Returns the 4.00 answer to give
+    /// instead when its conditional attributes are invalid (draft-ietf-core-conditional-
+    /// attributes §3).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn registration(
         &mut self,
         id: IncomingId,
@@ -171,7 +179,11 @@ impl Observers {
         peer: SocketAddr,
         request: Request,
         params: Params,
-    ) {
+    ) -> Option<Response> {
+        let conditions = match Conditions::parse(&request) {
+            Ok(c) => c,
+            Err(why) => return Some(Response::with_payload(Code::BAD_REQUEST, why)),
+        };
         self.registering.insert(
             id,
             Relation {
@@ -180,8 +192,11 @@ impl Observers {
                 peer,
                 request,
                 params,
+                conditions,
+                state: ConditionState::default(),
             },
         );
+        None
     }
 
     /// Answers a request; registers the observer when it asked to be one. Gives the
@@ -194,9 +209,10 @@ impl Observers {
         response: Response,
         tx: &mpsc::UnboundedSender<Command>,
     ) -> Option<Response> {
-        let Some(relation) = self.registering.remove(&id) else {
+        let Some(mut relation) = self.registering.remove(&id) else {
             return Some(response);
         };
+        let sample = Sample::of(&response);
         match endpoint.respond_observe(now, id, response) {
             Ok(obs) => {
                 relation.observable.subscribe(tx);
@@ -205,6 +221,8 @@ impl Observers {
                     .inner
                     .observers
                     .fetch_add(1, Ordering::Relaxed);
+                relation.state.reported(TokioInstant::now(), sample);
+                relation.schedule(obs, tx);
                 self.relations.insert(obs, relation);
             }
             Err(err) => tracing::debug!(?id, %err, "observe registration not kept"),
@@ -215,10 +233,7 @@ impl Observers {
     /// The endpoint ended a relation (RST, timeout, deregistration, replacement).
     pub(crate) fn ended(&mut self, obs: ObservationId) {
         if let Some(r) = self.relations.remove(&obs) {
-            r.observable
-                .inner
-                .observers
-                .fetch_sub(1, Ordering::Relaxed);
+            r.observable.inner.observers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -247,31 +262,36 @@ impl Observers {
         }
         let mut ready = Vec::new();
         for (ids, r) in groups {
-            let mut ctx = RequestContext::new(r.peer, r.request.clone());
-            ctx.params = r.params.clone();
-            let mut fut = CatchUnwind::Start(r.handler.clone(), Some(ctx));
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            match Pin::new(&mut fut).poll(&mut cx) {
-                Poll::Ready(response) => ready.push((ids, response_or_500(response))),
-                Poll::Pending => {
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let response = response_or_500(fut.await);
-                        let _ = tx.send(Command::Notifications {
-                            ids,
-                            response,
-                            options,
-                        });
-                    });
-                }
+            if let Some(ready_now) = r.run(ids, options, true, tx) {
+                ready.push(ready_now);
             }
         }
         for (ids, response) in ready {
-            self.deliver(endpoint, now, ids, response, options);
+            self.deliver(endpoint, now, ids, response, options, true, tx);
         }
     }
 
-    /// Sends one notification to several observers.
+    /// A timer of one relation's conditional attributes (c.pmin deferral, c.pmax,
+    /// c.epmax): evaluates the resource again for it.
+    pub(crate) fn timer(
+        &mut self,
+        endpoint: &mut Endpoint<SocketAddr>,
+        now: corium_proto::Instant,
+        obs: ObservationId,
+        tx: &mpsc::UnboundedSender<Command>,
+    ) {
+        let Some(r) = self.relations.get(&obs) else {
+            return;
+        };
+        let options = NotifyOptions::default();
+        if let Some((ids, response)) = r.run(vec![obs], options, false, tx) {
+            self.deliver(endpoint, now, ids, response, options, false, tx);
+        }
+    }
+
+    /// Sends one notification to several observers, each as its conditional attributes
+    /// allow. `change` says whether the resource changed (or a timer fired).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn deliver(
         &mut self,
         endpoint: &mut Endpoint<SocketAddr>,
@@ -279,15 +299,308 @@ impl Observers {
         ids: Vec<ObservationId>,
         response: Response,
         options: NotifyOptions,
+        change: bool,
+        tx: &mpsc::UnboundedSender<Command>,
     ) {
         let last = !response.code.is_success();
+        let sample = Sample::of(&response);
+        let at = TokioInstant::now();
         for obs in ids {
+            let Some(r) = self.relations.get_mut(&obs) else {
+                continue;
+            };
+            if !last && !r.should_send(at, sample, change) {
+                r.schedule(obs, tx);
+                continue;
+            }
+            let options = NotifyOptions {
+                confirmable: options.confirmable || r.conditions.con,
+            };
             let result = endpoint.notify(now, obs, response.clone(), options);
             if last || result.is_err() {
                 // An error notification ends the relation (RFC 7641 §3.2).
                 self.ended(obs);
+                continue;
+            }
+            r.state.reported(at, sample);
+            r.schedule(obs, tx);
+        }
+    }
+}
+
+impl Relation {
+    /// Runs the GET handler for the observers `ids` (who share this relation's
+    /// request): the response now when the handler is ready at once, otherwise later as
+    /// [`Command::Notifications`].
+    fn run(
+        &self,
+        ids: Vec<ObservationId>,
+        options: NotifyOptions,
+        change: bool,
+        tx: &mpsc::UnboundedSender<Command>,
+    ) -> Option<(Vec<ObservationId>, Response)> {
+        let mut ctx = RequestContext::new(self.peer, self.request.clone());
+        ctx.params = self.params.clone();
+        let mut fut = CatchUnwind::Start(self.handler.clone(), Some(ctx));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut fut).poll(&mut cx) {
+            Poll::Ready(response) => Some((ids, response_or_500(response))),
+            Poll::Pending => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let response = response_or_500(fut.await);
+                    let _ = tx.send(Command::Notifications {
+                        ids,
+                        response,
+                        options,
+                        change,
+                    });
+                });
+                None
             }
         }
+    }
+
+    /// Whether a notification with `sample` goes out now (the draft's Appendix A
+    /// logic); defers it to the end of c.pmin when that is what holds it back.
+    fn should_send(&mut self, now: TokioInstant, sample: Option<Sample>, change: bool) -> bool {
+        let c = &self.conditions;
+        let st = &mut self.state;
+        let elapsed = st.last_sent.map_or(Duration::MAX, |t| now - t);
+        let pmax_due = c.pmax.is_some_and(|p| elapsed >= p);
+        let changed = change || st.pending;
+        let triggered = match (sample, st.last_value) {
+            _ if !c.has_value_conditions() => changed,
+            (Some(Sample::Number(v)), prev) => {
+                let prev = match prev {
+                    Some(Sample::Number(p)) => Some(p),
+                    _ => None,
+                };
+                c.number_triggers(v, prev, changed)
+            }
+            (Some(Sample::Bool(b)), prev) => match (c.edge, prev) {
+                // c.edge: only the named transition notifies.
+                (Some(edge), Some(Sample::Bool(p))) => p != b && b == edge,
+                (Some(_), _) => false,
+                (None, _) => changed,
+            },
+            // Not a scalar: the value conditions cannot apply; every change notifies.
+            (None, _) => changed,
+        };
+        if !pmax_due && !triggered {
+            st.pending = false;
+            return false;
+        }
+        if !pmax_due && c.pmin.is_some_and(|p| elapsed < p) {
+            st.pending = true;
+            return false;
+        }
+        true
+    }
+
+    /// Arms the relation's one timer at the earliest of: the end of c.pmin when a
+    /// notification waits for it, c.pmax after the last notification, c.epmax from now.
+    fn schedule(&mut self, obs: ObservationId, tx: &mpsc::UnboundedSender<Command>) {
+        let c = &self.conditions;
+        let st = &mut self.state;
+        if let Some(t) = st.timer.take() {
+            t.abort();
+        }
+        let now = TokioInstant::now();
+        let last = st.last_sent.unwrap_or(now);
+        let at = [
+            c.pmin.filter(|_| st.pending).map(|p| last + p),
+            c.pmax.map(|p| last + p),
+            c.epmax.map(|p| now + p),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(at) = at else {
+            return;
+        };
+        let tx = tx.clone();
+        st.timer = Some(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = tx.send(Command::ObserverTimer { obs });
+        }));
+    }
+}
+
+/// A scalar resource value, for the conditional attributes.
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum Sample {
+    Number(f64),
+    Bool(bool),
+}
+
+impl Sample {
+    /// The payload as a number or a boolean, if it is one (text).
+    fn of(response: &Response) -> Option<Sample> {
+        let text = std::str::from_utf8(&response.payload).ok()?.trim();
+        match text {
+            "true" => Some(Sample::Bool(true)),
+            "false" => Some(Sample::Bool(false)),
+            _ => text
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Sample::Number),
+        }
+    }
+}
+
+/// Per-observer state of the conditional attributes.
+#[derive(Debug, Default)]
+struct ConditionState {
+    /// When the last notification (or the first response) went out.
+    last_sent: Option<TokioInstant>,
+    /// The value it carried.
+    last_value: Option<Sample>,
+    /// A notification waits for c.pmin to pass.
+    pending: bool,
+    /// The one timer of this relation.
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ConditionState {
+    fn reported(&mut self, at: TokioInstant, sample: Option<Sample>) {
+        self.last_sent = Some(at);
+        self.last_value = sample;
+        self.pending = false;
+    }
+}
+
+impl Drop for ConditionState {
+    fn drop(&mut self) {
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The conditional attributes of one registration (draft-ietf-core-conditional-
+/// attributes-12 §3), from its Uri-Query: `c.pmin`, `c.pmax`, `c.epmin`, `c.epmax`,
+/// `c.gt`, `c.lt`, `c.st`, `c.band`, `c.edge`, `c.con`. Unknown `c.*` names and other
+/// query arguments are left to the handler.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Conditions {
+    pmin: Option<Duration>,
+    pmax: Option<Duration>,
+    epmax: Option<Duration>,
+    gt: Option<f64>,
+    lt: Option<f64>,
+    st: Option<f64>,
+    band: bool,
+    edge: Option<bool>,
+    con: bool,
+}
+
+/// The longest period accepted (a year): longer values are treated as invalid.
+const MAX_PERIOD_SECS: f64 = 366.0 * 24.0 * 3600.0;
+
+fn decimal(value: Option<&str>) -> Option<f64> {
+    let v = value?;
+    // xs:decimal: digits with an optional sign and point, no exponent.
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'))
+    {
+        return None;
+    }
+    v.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn period(value: Option<&str>) -> Option<Duration> {
+    decimal(value)
+        .filter(|v| *v > 0.0 && *v <= MAX_PERIOD_SECS)
+        .map(Duration::from_secs_f64)
+}
+
+fn boolean(value: Option<&str>) -> Option<bool> {
+    match value? {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+impl Conditions {
+    fn parse(request: &Request) -> Result<Conditions, &'static str> {
+        let mut c = Conditions::default();
+        let mut epmin = None;
+        for arg in request.query_args() {
+            let Ok(arg) = std::str::from_utf8(arg) else {
+                continue;
+            };
+            let (name, value) = match arg.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (arg, None),
+            };
+            match name {
+                "c.pmin" => c.pmin = Some(period(value).ok_or("c.pmin must be > 0")?),
+                "c.pmax" => c.pmax = Some(period(value).ok_or("c.pmax must be > 0")?),
+                "c.epmin" => epmin = Some(period(value).ok_or("c.epmin must be > 0")?),
+                "c.epmax" => c.epmax = Some(period(value).ok_or("c.epmax must be > 0")?),
+                "c.gt" => c.gt = Some(decimal(value).ok_or("c.gt must be a decimal")?),
+                "c.lt" => c.lt = Some(decimal(value).ok_or("c.lt must be a decimal")?),
+                "c.st" => {
+                    c.st = Some(
+                        decimal(value)
+                            .filter(|v| *v > 0.0)
+                            .ok_or("c.st must be > 0")?,
+                    );
+                }
+                "c.band" => c.band = true,
+                "c.edge" => c.edge = Some(boolean(value).ok_or("c.edge must be 0 or 1")?),
+                "c.con" => c.con = boolean(value).ok_or("c.con must be 0 or 1")?,
+                _ => {}
+            }
+        }
+        if let (Some(min), Some(max)) = (c.pmin, c.pmax) {
+            if max < min {
+                return Err("c.pmax must be >= c.pmin");
+            }
+        }
+        if let (Some(min), Some(max)) = (epmin, c.epmax) {
+            if max <= min {
+                return Err("c.epmax must be > c.epmin");
+            }
+        }
+        if c.band && c.gt.is_none() && c.lt.is_none() {
+            return Err("c.band needs c.gt or c.lt");
+        }
+        Ok(c)
+    }
+
+    fn has_value_conditions(&self) -> bool {
+        self.gt.is_some() || self.lt.is_some() || self.st.is_some() || self.edge.is_some()
+    }
+
+    /// c.gt / c.lt crossings, c.st steps, or the c.band ranges, for a numeric value `v`
+    /// against the last reported `prev`.
+    fn number_triggers(&self, v: f64, prev: Option<f64>, changed: bool) -> bool {
+        if self.band {
+            let in_band = match (self.gt, self.lt) {
+                (Some(gt), None) => v <= gt,
+                (None, Some(lt)) => lt <= v,
+                (Some(gt), Some(lt)) if gt < lt => gt <= v && v <= lt,
+                (Some(gt), Some(lt)) => gt < v || v < lt,
+                (None, None) => false,
+            };
+            let step = match (self.st, prev) {
+                (Some(s), Some(p)) => (v - p).abs() >= s,
+                _ => false,
+            };
+            return in_band || step;
+        }
+        let Some(p) = prev else {
+            return changed;
+        };
+        self.gt.is_some_and(|g| (v > g) != (p > g))
+            || self.lt.is_some_and(|l| (v < l) != (p < l))
+            || self.st.is_some_and(|s| (v - p).abs() >= s)
     }
 }
 
@@ -409,11 +722,7 @@ impl Observation {
                     Some(Outcome::Response(r)) => r,
                     Some(Outcome::Failed(err)) => {
                         self.done = true;
-                        return Some(Err(Error::from_request_error(
-                            err,
-                            self.peer,
-                            self.timeout,
-                        )));
+                        return Some(Err(Error::from_request_error(err, self.peer, self.timeout)));
                     }
                     Some(Outcome::Rejected(err)) => {
                         self.done = true;

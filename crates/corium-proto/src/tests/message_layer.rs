@@ -675,3 +675,53 @@ fn block1_upload_is_reassembled() {
     assert_eq!(pair.server_requests[0].request.payload, body);
     assert_eq!(pair.server.stats().block1_transfers, 0);
 }
+
+/// RFC 7959 §2.7: a large response to a POST is kept; the client's follow-up requests for
+/// blocks 1, 2, … (no payload) are served from it, and the application runs the POST
+/// once.
+#[test]
+fn large_post_response_blocks_come_from_the_kept_response() {
+    let mut pair = Pair::default_pair(25);
+    pair.responder = Box::new(|req: &IncomingRequest<Addr>| {
+        let mut body = b"created:".to_vec();
+        body.extend(core::iter::repeat_n(b'z', 2500));
+        body.extend_from_slice(&req.request.payload);
+        Some((Duration::ZERO, Response::with_payload(Code::CREATED, body)))
+    });
+    let mut post = Request::new(Code::POST);
+    post.set_path("/large-post");
+    post.payload = b"hello".to_vec();
+    let id = pair.send(post, con());
+    pair.run_for(Duration::from_secs(1));
+    let first = pair.response(id).clone();
+    assert_eq!(first.code, Code::CREATED);
+    assert_eq!(first.payload.len(), 1024);
+    let mut whole = first.payload.clone();
+    for num in 1..=2u32 {
+        let mut next = Request::new(Code::POST);
+        next.set_path("/large-post");
+        let mut buf = [0u8; 4];
+        let b = corium_wire::BlockValue::new(num, false, 6).unwrap();
+        next.options
+            .push(OptionNumber::BLOCK2, b.encode(&mut buf).to_vec());
+        let id = pair.send(next, con());
+        pair.run_for(Duration::from_secs(1));
+        let part = pair.response(id);
+        assert_eq!(part.code, Code::CREATED);
+        assert_eq!(
+            part.options.get(OptionNumber::ETAG),
+            first.options.get(OptionNumber::ETAG)
+        );
+        whole.extend_from_slice(&part.payload);
+    }
+    assert_eq!(whole.len(), 8 + 2500 + 5);
+    assert!(whole.ends_with(b"hello"));
+    assert_eq!(pair.server_requests.len(), 1, "the POST ran once");
+    assert_eq!(pair.server.stats().cached_responses, 1);
+    pair.run_for(Duration::from_secs(120));
+    assert_eq!(
+        pair.server.stats().cached_responses,
+        0,
+        "kept responses expire"
+    );
+}

@@ -1,0 +1,134 @@
+//! Observe (RFC 7641) interop, both directions:
+//!
+//! * `coap-client-notls -s` → `corium serve` `/obs` (a notification every 5 s);
+//! * `corium observe` → `coap-server-notls` `/time` (libcoap's example server
+//!   notifies it every second);
+//! * `corium observe` → `interop/aiocoap_server.py` `/obs` (a counter notified
+//!   every second).
+//!
+//! A missing peer fails the test with the install hint
+//! (`scripts/install-peers.sh`).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{coap_client_with_limit, corium_bin, run, AiocoapServer, CoriumServer, LibcoapServer};
+
+/// The Observe values of the 2.05 responses in a libcoap `-v 6` trace.
+fn libcoap_observe_values(trace: &[String]) -> Vec<u32> {
+    trace
+        .iter()
+        .filter(|l| l.contains("c:2.05"))
+        .filter_map(|l| {
+            let rest = &l[l.find("Observe:")? + "Observe:".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// The `Observe: N` values `corium observe` printed on stderr, in order.
+fn corium_observe_values(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(", Observe: ")?.1.trim().parse().ok())
+        .collect()
+}
+
+/// Runs `corium observe ARGS...` with a hard limit.
+fn corium_observe(args: &[&str], limit: Duration) -> common::Outcome {
+    let mut cmd = Command::new(corium_bin());
+    cmd.arg("observe")
+        .args(args)
+        .arg("--timeout")
+        .arg("10")
+        .env_remove("RUST_LOG");
+    run(&mut cmd, limit)
+}
+
+fn assert_increasing(values: &[u32], what: &str) {
+    assert!(
+        values.windows(2).all(|w| w[1] > w[0]),
+        "{what}: Observe values do not increase: {values:?}"
+    );
+}
+
+/// libcoap observes `/obs` for 12 s: the registration's answer and at least
+/// two notifications (every 5 s), with increasing Observe values.
+#[test]
+fn libcoap_client_observes_corium_obs() {
+    let server = CoriumServer::start();
+    let out = coap_client_with_limit(16, &["-s", "12", "-v", "6", &server.uri("/obs")]);
+    let trace = out.libcoap_trace();
+    out.assert_libcoap_trace(&["t:CON", "c:GET", "Observe:0", "Uri-Path:obs"]);
+    let values = libcoap_observe_values(&trace);
+    assert!(
+        values.len() >= 3,
+        "expected the first response and >= 2 notifications, got {values:?}\n{}",
+        out.describe()
+    );
+    assert_increasing(&values, &out.describe());
+    out.assert_libcoap_payload_contains(" UTC");
+}
+
+/// `corium observe --count 2` against libcoap's `/time`.
+#[test]
+fn corium_observes_libcoap_time() {
+    let server = LibcoapServer::start();
+    let out = corium_observe(
+        &[&server.uri("/time"), "--count", "2"],
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    let values = corium_observe_values(&out.stderr);
+    assert_eq!(values.len(), 2, "{}", out.describe());
+    assert_increasing(&values, &out.describe());
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.describe());
+}
+
+/// `corium observe --count 3` against aiocoap's `/obs` (a counter notified
+/// every second), then an explicit deregistration.
+#[test]
+fn corium_observes_aiocoap_obs() {
+    let server = AiocoapServer::start();
+    let out = corium_observe(
+        &[&server.uri("/obs"), "--count", "3"],
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    let values = corium_observe_values(&out.stderr);
+    assert_eq!(values.len(), 3, "{}\n{}", out.describe(), server.log());
+    assert_increasing(&values, &out.describe());
+    // The payloads are the counter: increasing integers.
+    let counts: Vec<u64> = out
+        .stdout
+        .lines()
+        .map(|l| l.trim().parse().expect("a counter value"))
+        .collect();
+    assert_eq!(counts.len(), 3, "{}", out.describe());
+    assert!(counts.windows(2).all(|w| w[1] > w[0]), "{counts:?}");
+}
+
+/// `--duration` stops observing a resource that changes rarely; a
+/// resource that is not observable is reported and ends at once.
+#[test]
+fn corium_observe_duration_and_not_observable() {
+    let server = CoriumServer::start();
+    let out = corium_observe(
+        &[&server.uri("/obs"), "--duration", "1"],
+        Duration::from_secs(20),
+    );
+    out.assert_success();
+    // The first response, and a notification if a 5-s boundary fell inside.
+    let values = corium_observe_values(&out.stderr);
+    assert!(
+        (1..=2).contains(&values.len()),
+        "{values:?}\n{}",
+        out.describe()
+    );
+    let out = corium_observe(&[&server.uri("/test")], Duration::from_secs(20));
+    out.assert_success();
+    out.assert_stderr_contains("not observing");
+}

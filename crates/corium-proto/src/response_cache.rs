@@ -1,0 +1,175 @@
+//! Responses to unsafe requests kept for their later Block2 blocks (RFC 7959 §2.7).
+//!
+//! A GET or FETCH can simply be answered again for each block (`blockwise` cuts the new
+//! representation). A POST, PUT, DELETE, PATCH or iPATCH cannot: running it again would
+//! repeat its effect, and the follow-up requests for blocks 1, 2, … carry no payload. So
+//! a large response to such a request is kept here, and the follow-ups are served from
+//! it without the application. Entries expire, and the table has a hard limit on entries
+//! and bytes.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::hash::Hash;
+use core::time::Duration;
+
+use corium_wire::{Code, OptionNumber};
+use hashbrown::HashMap;
+
+use crate::message::{Options, Response};
+use crate::time::Instant;
+
+/// Options that differ between the blocks of one transfer, or only describe it.
+const NOT_PART_OF_THE_KEY: &[OptionNumber] = &[
+    OptionNumber::BLOCK1,
+    OptionNumber::BLOCK2,
+    OptionNumber::SIZE1,
+    OptionNumber::SIZE2,
+    OptionNumber::NO_RESPONSE,
+    OptionNumber::ECHO,
+    OptionNumber::REQUEST_TAG,
+    OptionNumber::CONTENT_FORMAT,
+];
+
+/// Whether responses to this method are kept for Block2 follow-ups.
+pub(crate) fn is_unsafe_method(method: Code) -> bool {
+    !matches!(method, Code::GET | Code::FETCH)
+}
+
+/// The key of a request: its method and identifying options.
+pub(crate) fn request_key(method: Code, options: &Options) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.push(method.0);
+    for (number, value) in options.iter() {
+        if NOT_PART_OF_THE_KEY.contains(&number) {
+            continue;
+        }
+        key.extend_from_slice(&number.0.to_be_bytes());
+        key.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        key.extend_from_slice(value);
+    }
+    key
+}
+
+#[derive(Debug)]
+struct Entry {
+    response: Response,
+    expires: Instant,
+}
+
+/// Large responses to unsafe requests, by peer and request key.
+#[derive(Debug)]
+pub(crate) struct ResponseCache<P> {
+    entries: HashMap<(P, Vec<u8>), Entry>,
+    order: VecDeque<(Instant, (P, Vec<u8>))>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    lifetime: Duration,
+}
+
+impl<P: Clone + Eq + Hash> ResponseCache<P> {
+    pub(crate) fn new(max_entries: usize, max_bytes: usize, lifetime: Duration) -> Self {
+        ResponseCache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+            lifetime,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps `response` (whole, before cutting) for the blocks that follow.
+    pub(crate) fn insert(&mut self, now: Instant, peer: P, key: Vec<u8>, response: Response) {
+        let size = response.payload.len();
+        if size > self.max_bytes || self.max_entries == 0 {
+            return;
+        }
+        self.expire(now);
+        let key = (peer, key);
+        self.remove(&key);
+        while self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes {
+            let Some((_, old)) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(&old);
+        }
+        let expires = now + self.lifetime;
+        self.bytes += size;
+        self.order.push_back((expires, key.clone()));
+        self.entries.insert(key, Entry { response, expires });
+    }
+
+    /// The kept response for a follow-up request, if still there.
+    pub(crate) fn get(&mut self, now: Instant, peer: &P, key: Vec<u8>) -> Option<Response> {
+        self.expire(now);
+        self.entries
+            .get(&(peer.clone(), key))
+            .map(|e| e.response.clone())
+    }
+
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some((expires, _)) = self.order.front() {
+            if *expires > now {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("front exists");
+            if self.entries.get(&key).is_some_and(|e| e.expires <= now) {
+                self.remove(&key);
+            }
+        }
+    }
+
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|(at, _)| *at)
+    }
+
+    fn remove(&mut self, key: &(P, Vec<u8>)) {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= e.response.payload.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn resp(n: usize) -> Response {
+        Response::with_payload(Code::CHANGED, vec![0u8; n])
+    }
+
+    #[test]
+    fn kept_until_expiry_and_bounded() {
+        let mut c = ResponseCache::new(2, 10_000, Duration::from_secs(10));
+        let now = Instant::ZERO;
+        c.insert(now, 1u8, vec![1], resp(4000));
+        c.insert(now, 1u8, vec![2], resp(4000));
+        assert!(c.get(now, &1, vec![1]).is_some());
+        // A third entry evicts the oldest (entries) ...
+        c.insert(now, 1u8, vec![3], resp(100));
+        assert!(c.get(now, &1, vec![1]).is_none());
+        // ... and bytes are bounded too.
+        c.insert(now, 1u8, vec![4], resp(9000));
+        assert!(c.bytes <= 10_000);
+        assert!(c.len() <= 2);
+        c.expire(now + Duration::from_secs(11));
+        assert_eq!((c.len(), c.bytes), (0, 0));
+    }
+
+    #[test]
+    fn key_ignores_block_options_and_payload_format() {
+        let mut a = Options::new();
+        a.push(OptionNumber::URI_PATH, b"x".to_vec());
+        let mut b = a.clone();
+        b.push(OptionNumber::BLOCK2, vec![0x16]);
+        b.push(OptionNumber::REQUEST_TAG, vec![1]);
+        assert_eq!(request_key(Code::POST, &a), request_key(Code::POST, &b));
+        assert_ne!(request_key(Code::POST, &a), request_key(Code::PUT, &a));
+    }
+}
