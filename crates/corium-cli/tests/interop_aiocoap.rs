@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    aiocoap_client_run, aiocoap_large_body, big_body_file, corium, parallel, AiocoapServer,
-    CoriumServer, Outcome,
+    aiocoap_client_run, aiocoap_large_body, big_body_file, corium, parallel, AiocoapFileServer,
+    AiocoapServer, CoriumServer, Outcome,
 };
 
 /// Runs several `aiocoap-client` invocations in parallel (python start-up
@@ -465,6 +465,65 @@ fn aiocoap_client_large_post_two_way_blockwise() {
         out.stdout.trim_end_matches('\n').as_bytes(),
         &body[..],
         "{}",
+        out.describe()
+    );
+}
+
+/// RFC 7959 against aiocoap's file server: `corium get` of a 300 kB file is byte for byte
+/// the file (Block2, about 300 blocks), and `corium put` of a 200 kB file writes exactly
+/// those bytes (Block1).
+#[test]
+fn corium_get_and_put_large_files_with_aiocoap_fileserver() {
+    let root = std::env::temp_dir().join(format!("corium-fileserver-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("create the served directory");
+    // Not text, so nothing can be normalised on the way.
+    let mut state = 0x1234_5678u32;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect()
+    };
+    let served = bytes(300_000);
+    std::fs::write(root.join("big.bin"), &served).expect("write the served file");
+    let upload = bytes(200_000);
+    let upload_path = root.join("upload-source.bin");
+    std::fs::write(&upload_path, &upload).expect("write the upload");
+    let server = AiocoapFileServer::start(&root);
+
+    let fetched = root.join("fetched.bin");
+    let out = corium(&[
+        "get",
+        "-o",
+        &fetched.to_string_lossy(),
+        &server.uri("/big.bin"),
+    ]);
+    out.assert_success().assert_stderr_contains("2.05 Content");
+    let got = std::fs::read(&fetched).unwrap_or_default();
+    assert!(
+        got == served,
+        "downloaded {} bytes, differ\n{}",
+        got.len(),
+        out.describe()
+    );
+
+    let out = corium(&[
+        "put",
+        "-f",
+        &upload_path.to_string_lossy(),
+        &server.uri("/uploaded.bin"),
+    ]);
+    out.assert_success();
+    let written = std::fs::read(root.join("uploaded.bin")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(
+        written == upload,
+        "the server wrote {} bytes, differ\n{}",
+        written.len(),
         out.describe()
     );
 }

@@ -774,3 +774,88 @@ impl Observation {
         self.client.send(self.peer, request, options).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conditions(query: &str) -> Result<Conditions, &'static str> {
+        let mut r = Request::new(Code::GET);
+        for arg in query.split('&') {
+            r.options
+                .push(OptionNumber::URI_QUERY, arg.as_bytes().to_vec());
+        }
+        Conditions::parse(&r)
+    }
+
+    fn relation(query: &str) -> Relation {
+        Relation {
+            observable: Observable::new(),
+            handler: Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) }),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            request: Request::new(Code::GET),
+            params: Vec::new(),
+            conditions: conditions(query).unwrap(),
+            state: ConditionState::default(),
+        }
+    }
+
+    #[test]
+    fn parsing() {
+        let c = conditions("c.pmin=0.5&c.pmax=10&c.gt=-1.5&c.con=1&other=x").unwrap();
+        assert_eq!(c.pmin, Some(Duration::from_millis(500)));
+        assert_eq!(c.pmax, Some(Duration::from_secs(10)));
+        assert_eq!(c.gt, Some(-1.5));
+        assert!(c.con);
+        assert_eq!(conditions("x=1").unwrap(), Conditions::default());
+        assert!(
+            conditions("c.gt=1e3").is_err(),
+            "xs:decimal has no exponent"
+        );
+        assert!(conditions("c.pmin").is_err());
+        assert!(conditions("c.band&c.lt=3").unwrap().band);
+    }
+
+    /// c.band with gt < lt: in-band; with gt > lt: out-of-band (draft §3.1.4).
+    #[test]
+    fn bands() {
+        let inband = conditions("c.band&c.gt=10&c.lt=20").unwrap();
+        assert!(inband.number_triggers(15.0, Some(14.0), true));
+        assert!(inband.number_triggers(10.0, Some(14.0), true));
+        assert!(!inband.number_triggers(25.0, Some(14.0), true));
+        let outband = conditions("c.band&c.gt=20&c.lt=10").unwrap();
+        assert!(outband.number_triggers(25.0, Some(14.0), true));
+        assert!(outband.number_triggers(5.0, Some(14.0), true));
+        assert!(!outband.number_triggers(15.0, Some(14.0), true));
+        assert!(!outband.number_triggers(20.0, Some(14.0), true));
+        let min_only = conditions("c.band&c.lt=10").unwrap();
+        assert!(min_only.number_triggers(10.0, None, true));
+        assert!(!min_only.number_triggers(9.0, None, true));
+    }
+
+    /// c.edge=1: only false → true notifies.
+    #[tokio::test]
+    async fn rising_edge() {
+        let mut r = relation("c.edge=1");
+        let now = TokioInstant::now();
+        r.state.reported(now, Some(Sample::Bool(false)));
+        assert!(!r.should_send(now, Some(Sample::Bool(false)), true));
+        assert!(r.should_send(now, Some(Sample::Bool(true)), true));
+        r.state.reported(now, Some(Sample::Bool(true)));
+        assert!(!r.should_send(now, Some(Sample::Bool(false)), true));
+    }
+
+    /// c.pmin holds a change back and marks it pending; c.pmax forces one.
+    #[tokio::test]
+    async fn periods() {
+        let mut r = relation("c.pmin=10&c.pmax=20");
+        let t0 = TokioInstant::now();
+        r.state.reported(t0, Some(Sample::Number(1.0)));
+        assert!(!r.should_send(t0 + Duration::from_secs(1), None, true));
+        assert!(r.state.pending);
+        assert!(r.should_send(t0 + Duration::from_secs(11), None, false));
+        r.state.reported(t0 + Duration::from_secs(11), None);
+        assert!(!r.should_send(t0 + Duration::from_secs(20), None, false));
+        assert!(r.should_send(t0 + Duration::from_secs(31), None, false));
+    }
+}

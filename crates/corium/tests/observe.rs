@@ -272,3 +272,104 @@ async fn large_notifications_are_completed() {
     assert!(r.options.contains(OptionNumber::OBSERVE));
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Conditional attributes (draft-ietf-core-conditional-attributes-12)
+// ---------------------------------------------------------------------------
+
+async fn observe_counter(query: &str) -> (Counter, Running, Observation) {
+    let counter = Counter::new();
+    let server = start(Router::new().route("/counter", counter.resource())).await;
+    let client = client().await;
+    let mut o = client
+        .observe(&server.uri(&format!("/counter?{query}")))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut o).await.unwrap().payload, b"0");
+    wait_for_observers(&counter.obs, 1).await;
+    (counter, server, o)
+}
+
+/// c.gt: a notification when the value crosses the threshold, either way.
+#[tokio::test]
+async fn conditional_greater_than() {
+    let (counter, server, mut o) = observe_counter("c.gt=10").await;
+    counter.set(5); // below: nothing
+    counter.set(12); // crosses upwards
+    assert_eq!(next(&mut o).await.unwrap().payload, b"12");
+    counter.set(15); // still above: nothing
+    counter.set(8); // crosses downwards
+    assert_eq!(next(&mut o).await.unwrap().payload, b"8");
+    drop(o);
+    server.shutdown().await;
+}
+
+/// c.st: a notification when the value moved at least the step from the last one
+/// reported.
+#[tokio::test]
+async fn conditional_step() {
+    let (counter, server, mut o) = observe_counter("c.st=5").await;
+    counter.set(3);
+    counter.set(6);
+    assert_eq!(next(&mut o).await.unwrap().payload, b"6");
+    counter.set(8);
+    counter.set(10);
+    counter.set(1);
+    assert_eq!(next(&mut o).await.unwrap().payload, b"1");
+    drop(o);
+    server.shutdown().await;
+}
+
+/// c.pmin: changes within the minimum period are held back; the newest goes out
+/// when it ends.
+#[tokio::test]
+async fn conditional_minimum_period() {
+    let (counter, server, mut o) = observe_counter("c.pmin=2").await;
+    counter.set(1);
+    counter.set(2);
+    counter.set(3);
+    assert_eq!(next(&mut o).await.unwrap().payload, b"3");
+    drop(o);
+    server.shutdown().await;
+}
+
+/// c.pmax: a notification at least every period, changed or not.
+#[tokio::test]
+async fn conditional_maximum_period() {
+    let (counter, server, mut o) = observe_counter("c.pmax=0.2").await;
+    let a = next(&mut o).await.unwrap();
+    let b = next(&mut o).await.unwrap();
+    assert_eq!((&a.payload[..], &b.payload[..]), (&b"0"[..], &b"0"[..]));
+    assert!(seq(&b) > seq(&a));
+    // The handler ran again for each forced notification.
+    assert!(counter.calls.load(Ordering::SeqCst) >= 3);
+    drop(o);
+    server.shutdown().await;
+}
+
+/// Invalid conditional attributes are answered 4.00 and register nothing.
+#[tokio::test]
+async fn conditional_invalid_values() {
+    let counter = Counter::new();
+    let server = start(Router::new().route("/counter", counter.resource())).await;
+    let client = client().await;
+    for query in [
+        "c.pmin=0",
+        "c.st=-1",
+        "c.pmin=2&c.pmax=1",
+        "c.gt=abc",
+        "c.edge=2",
+        "c.band",
+        "c.epmin=2&c.epmax=1",
+    ] {
+        let mut o = client
+            .observe(&server.uri(&format!("/counter?{query}")))
+            .await
+            .unwrap();
+        let r = next(&mut o).await.unwrap();
+        assert_eq!(r.code, Code::BAD_REQUEST, "{query}");
+        assert!(next(&mut o).await.is_none(), "{query}");
+    }
+    assert_eq!(counter.obs.observer_count(), 0);
+    server.shutdown().await;
+}

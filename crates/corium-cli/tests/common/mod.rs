@@ -813,3 +813,46 @@ pub fn big_body_file(name: &str) -> (Vec<u8>, PathBuf) {
     std::fs::write(&file, &body).expect("write the body");
     (body, file)
 }
+
+/// `aiocoap-fileserver --write` (from the aiocoap venv) serving `root` on a free port.
+pub struct AiocoapFileServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    process: ServerProcess,
+}
+
+impl AiocoapFileServer {
+    /// Starts the file server and waits until it answers a CoAP ping.
+    pub fn start(root: &std::path::Path) -> AiocoapFileServer {
+        let bin = aiocoap_python()
+            .parent()
+            .map(|dir| dir.join("aiocoap-fileserver"))
+            .unwrap_or_else(|| PathBuf::from("aiocoap-fileserver"));
+        assert!(
+            is_executable(&bin),
+            "aiocoap-fileserver not found at {}: {INSTALL_HINT}",
+            bin.display()
+        );
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--write", "--bind", &format!("127.0.0.1:{port}")])
+                .arg(root)
+                .env("PYTHONUNBUFFERED", "1");
+            let mut process = ServerProcess::spawn(&mut cmd);
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if coap_ping(addr, Duration::from_secs(20)) {
+                process.assert_running();
+                return AiocoapFileServer { addr, process };
+            }
+            last_log = process.log();
+        }
+        panic!("aiocoap-fileserver did not answer a CoAP ping on three ports\n--- stderr ---\n{last_log}");
+    }
+
+    /// `coap://127.0.0.1:PORT` + `path`.
+    pub fn uri(&self, path: &str) -> String {
+        format!("coap://{}{path}", self.addr)
+    }
+}
