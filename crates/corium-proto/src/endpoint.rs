@@ -236,6 +236,9 @@ struct IncomingExchange<P> {
     /// For unsafe methods: the key under which a large response is kept for its later
     /// blocks (RFC 7959 §2.7, `response_cache`).
     cache_key: Option<Vec<u8>>,
+    /// The request carried Size2 (0): the client asks for the representation's size
+    /// (RFC 7959 §4).
+    size2: bool,
 }
 
 #[derive(Debug)]
@@ -703,6 +706,7 @@ impl<P: Peer> Endpoint<P> {
                 block2,
                 block1,
                 cache_key,
+                size2: msg.option(OptionNumber::SIZE2).is_some(),
             },
         );
         let observe = request.options.get_uint(OptionNumber::OBSERVE);
@@ -933,6 +937,10 @@ impl<P: Peer> Endpoint<P> {
             response
                 .options
                 .set(OptionNumber::BLOCK1, block.encode(&mut buf).to_vec());
+        }
+        if ex.size2 && response.code.is_success() {
+            let size = u32::try_from(response.payload.len()).unwrap_or(u32::MAX);
+            response.options.set_uint(OptionNumber::SIZE2, size);
         }
         if let Err(code) =
             blockwise::fragment_response(&mut response, ex.block2, self.config.max_block_szx)

@@ -725,3 +725,23 @@ fn large_post_response_blocks_come_from_the_kept_response() {
         "kept responses expire"
     );
 }
+
+/// RFC 7959 §4: a request with Size2 (0) gets the representation's size, block-wise or
+/// not.
+#[test]
+fn size2_in_request_is_answered_with_the_size() {
+    let mut pair = Pair::default_pair(26);
+    pair.responder = fixed_text("twelve bytes");
+    let mut req = get("/x");
+    req.options.push_uint(OptionNumber::SIZE2, 0);
+    let id = pair.send(req, con());
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(
+        pair.response(id).options.get_uint(OptionNumber::SIZE2),
+        Some(12)
+    );
+    // Without Size2 in the request, a small response carries none.
+    let id = pair.send(get("/x"), con());
+    pair.run_for(Duration::from_secs(1));
+    assert!(!pair.response(id).options.contains(OptionNumber::SIZE2));
+}
