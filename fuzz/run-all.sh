@@ -31,7 +31,8 @@ else
 fi
 
 echo "building ${TARGETS[*]} (sanitizer: $SANITIZER)"
-if ! cargo fuzz build -s "$SANITIZER" >/dev/null; then
+if ! cargo fuzz build -s "$SANITIZER" >target/fuzz-build.log 2>&1; then
+    tail -n 30 target/fuzz-build.log >&2
     echo "build failed" >&2
     exit 2
 fi

@@ -206,6 +206,10 @@ pub(crate) struct ServeArgs {
     /// Log at debug level (RUST_LOG, when set, takes precedence).
     #[arg(short = 'v', long = "verbose")]
     pub(crate) verbose: bool,
+    /// Largest request body accepted as a Block1 upload, in bytes (RFC 7959
+    /// §2.9.3: larger uploads get 4.13 with Size1). Default 1048576.
+    #[arg(long = "max-body", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=1 << 32))]
+    pub(crate) max_body: Option<u64>,
 }
 
 /// Arguments of `corium bench`.
@@ -453,6 +457,29 @@ mod tests {
         assert_eq!(b.duration, Duration::from_secs(10));
         assert_eq!(b.warmup, Duration::from_secs(1));
         assert!(parse(&["corium", "bench", "coap://h/x", "--sockets", "0"]).is_err());
+    }
+
+    #[test]
+    fn observe_flags() {
+        let cli = parse(&[
+            "corium",
+            "observe",
+            "coap://h/obs",
+            "--count",
+            "2",
+            "--duration",
+            "1.5",
+            "-v",
+        ])
+        .unwrap();
+        let Command::Observe(o) = cli.command else {
+            panic!("expected observe")
+        };
+        assert_eq!(o.uri, "coap://h/obs");
+        assert_eq!(o.count, Some(2));
+        assert_eq!(o.duration, Some(Duration::from_millis(1500)));
+        assert!(o.verbose);
+        assert!(parse(&["corium", "observe", "coap://h/x", "--count", "0"]).is_err());
     }
 
     #[test]

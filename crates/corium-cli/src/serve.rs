@@ -62,9 +62,21 @@ async fn shutdown_signal() {
 /// Binds the server; with the default addresses, falls back to IPv4 alone
 /// when the IPv6 socket cannot be had (no IPv6 on the host). The errors of
 /// `corium` name the address already.
-async fn bind(addrs: &[SocketAddr], defaulted: bool, verbose: bool) -> Result<Server, Failure> {
+async fn bind(
+    addrs: &[SocketAddr],
+    defaulted: bool,
+    verbose: bool,
+    max_body: Option<u64>,
+) -> Result<Server, Failure> {
+    let mut config = corium::EndpointConfig::default();
+    if let Some(max) = max_body {
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        config.max_block1_body = max;
+        config.max_block1_total = config.max_block1_total.max(max);
+        config.max_cached_response_bytes = config.max_cached_response_bytes.max(max);
+    }
     let builder = || {
-        let b = Server::builder();
+        let b = Server::builder().config(config.clone());
         if verbose {
             // `-v`: every datagram dissected at debug level.
             b.trace(|direction, peer, bytes| {
@@ -102,7 +114,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
         args.bind
     };
     crate::runtime(true)?.block_on(async move {
-        let server = bind(&addrs, defaulted, args.verbose).await?;
+        let server = bind(&addrs, defaulted, args.verbose, args.max_body).await?;
         let bound = server
             .local_addrs()
             .iter()

@@ -1,6 +1,8 @@
 //! Observe (RFC 7641) interop, both directions:
 //!
 //! * `coap-client-notls -s` → `corium serve` `/obs` (a notification every 5 s);
+//! * an aiocoap observer (a small script: `aiocoap-client --observe` prints no
+//!   notifications in 0.4.17, see `interop/README.md`) → `corium serve` `/obs`;
 //! * `corium observe` → `coap-server-notls` `/time` (libcoap's example server
 //!   notifies it every second);
 //! * `corium observe` → `interop/aiocoap_server.py` `/obs` (a counter notified
@@ -14,7 +16,33 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{coap_client_with_limit, corium_bin, run, AiocoapServer, CoriumServer, LibcoapServer};
+use common::{
+    aiocoap_python, coap_client_with_limit, corium_bin, run, AiocoapServer, CoriumServer,
+    LibcoapServer,
+};
+
+/// Observes `argv[1]` with aiocoap until `argv[2]` notifications arrived after the
+/// first response, printing `CODE OBSERVE PAYLOAD` per response, then cancels.
+const AIOCOAP_OBSERVER: &str = r#"
+import asyncio, sys
+from aiocoap import Context, Message, GET
+
+async def main(uri, count):
+    ctx = await Context.create_client_context()
+    r = ctx.request(Message(code=GET, uri=uri, observe=0))
+    first = await r.response
+    print(first.code, first.opt.observe, first.payload.decode(), flush=True)
+    n = 0
+    async for note in r.observation:
+        print(note.code, note.opt.observe, note.payload.decode(), flush=True)
+        n += 1
+        if n >= count:
+            break
+    r.observation.cancel()
+    await ctx.shutdown()
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1], int(sys.argv[2])), 30))
+"#;
 
 /// The Observe values of the 2.05 responses in a libcoap `-v 6` trace.
 fn libcoap_observe_values(trace: &[String]) -> Vec<u32> {
@@ -131,4 +159,33 @@ fn corium_observe_duration_and_not_observable() {
     let out = corium_observe(&[&server.uri("/test")], Duration::from_secs(20));
     out.assert_success();
     out.assert_stderr_contains("not observing");
+}
+
+/// aiocoap observes `/obs` on `corium serve`: the first response and two
+/// notifications, in order, each with an Observe value.
+#[test]
+fn aiocoap_observes_corium_obs() {
+    let server = CoriumServer::start();
+    let mut cmd = Command::new(aiocoap_python());
+    cmd.arg("-c")
+        .arg(AIOCOAP_OBSERVER)
+        .arg(server.uri("/obs"))
+        .arg("2")
+        .env("PYTHONUNBUFFERED", "1");
+    let out = run(&mut cmd, Duration::from_secs(40));
+    out.assert_success();
+    let values: Vec<u32> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("2.05 Content ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(values.len(), 3, "{}\n{}", out.describe(), server.log());
+    assert_increasing(&values, &out.describe());
+    assert!(out.stdout.contains(" UTC"), "{}", out.describe());
 }

@@ -58,6 +58,9 @@ pub(crate) enum Block1Outcome {
 struct Upload {
     body: Vec<u8>,
     expires: Instant,
+    /// The time of this upload's entry in `order`; an entry with another time is stale
+    /// (left by an earlier upload with the same key).
+    queued: Instant,
 }
 
 /// Uploads in progress, keyed by peer and the request's identifying options.
@@ -91,10 +94,18 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
             if *expires > now {
                 break;
             }
-            let (_, key) = self.order.pop_front().expect("front exists");
-            // An upload that was continued has a later expiry than this queue entry.
-            if self.uploads.get(&key).is_some_and(|u| u.expires <= now) {
-                self.remove(&key);
+            let (popped, key) = self.order.pop_front().expect("front exists");
+            // An upload that was continued has a later expiry than its queue entry: it
+            // goes back in the queue once, at its real expiry, so the queue holds one
+            // entry per upload.
+            match self.uploads.get_mut(&key) {
+                Some(u) if u.queued != popped => {} // stale entry
+                Some(u) if u.expires > now => {
+                    u.queued = u.expires;
+                    self.order.push_back((u.expires, key));
+                }
+                Some(_) => self.remove(&key),
+                None => {}
             }
         }
     }
@@ -130,9 +141,14 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
         request.options.remove(OptionNumber::SIZE1);
 
         if offset == 0 {
-            // A first block always starts the upload afresh (a client may restart).
-            self.remove(&key);
+            // A first block always starts the upload afresh (a client may restart); the
+            // entry and its queue position stay.
+            if let Some(u) = self.uploads.get_mut(&key) {
+                self.total -= u.body.len();
+                u.body.clear();
+            }
             if declared.is_some_and(|s| s as usize > limits.max_body) {
+                self.remove(&key);
                 return too_large(limits.max_body);
             }
         }
@@ -145,13 +161,17 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
                 b"Block1 out of sequence".to_vec(),
             ));
         }
-        // A client that lowered its size to ours mid-transfer still continues at the
-        // right offset; a block larger than ours is cut to our size (§2.5).
+        // RFC 7959 §2.5 (Figure 9): a block larger than ours is kept whole when its
+        // length is a multiple of our size; the 2.31 then names the last block taken, in
+        // our size, and the client continues from there in our size.
         let ours = 1usize << (our_szx + 4);
-        let mut chunk = core::mem::take(&mut request.payload);
-        let truncated = block.more && chunk.len() > ours;
-        if truncated {
-            chunk.truncate(ours);
+        let chunk = core::mem::take(&mut request.payload);
+        if block.more && chunk.len() % ours != 0 {
+            self.remove(&key);
+            return Block1Outcome::Respond(Response::with_payload(
+                Code::BAD_REQUEST,
+                b"Block1 payload is not a whole number of blocks".to_vec(),
+            ));
         }
         if received + chunk.len() > limits.max_body {
             self.remove(&key);
@@ -173,24 +193,30 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
                 || self.total + chunk.len() > limits.max_total
             {
                 // Evict the oldest upload to make room (its client gets 4.08 later).
-                let Some((_, old)) = self.order.pop_front() else {
+                let Some((at, old)) = self.order.pop_front() else {
                     return too_large(limits.max_body);
                 };
-                self.remove(&old);
+                // The oldest live upload goes; stale entries are skipped.
+                if self.uploads.get(&old).is_some_and(|u| u.queued == at) {
+                    self.remove(&old);
+                }
             }
         } else if self.total + chunk.len() > limits.max_total {
             self.remove(&key);
             return Block1Outcome::Respond(Response::new(Code::SERVICE_UNAVAILABLE));
         }
         let expires = now + limits.timeout;
-        let upload = self.uploads.entry(key.clone()).or_insert_with(|| Upload {
+        if !self.uploads.contains_key(&key) {
+            self.order.push_back((expires, key.clone()));
+        }
+        let upload = self.uploads.entry(key).or_insert_with(|| Upload {
             body: Vec::new(),
             expires,
+            queued: expires,
         });
         upload.body.extend_from_slice(&chunk);
         upload.expires = expires;
         self.total += chunk.len();
-        self.order.push_back((expires, key));
         // RFC 7959 §2.3: 2.31 Continue acknowledges the block (in our size, §2.5).
         let num = u32::try_from((received + chunk.len()) / ours)
             .unwrap_or(u32::MAX)
@@ -378,6 +404,45 @@ mod tests {
         assert_eq!(t.total, 0);
     }
 
+    /// RFC 7959 Figure 9: the client sends 128-byte blocks, the server wants 32: it
+    /// keeps the 128 bytes and answers 2.31 with Block1 3/1/32; the client continues
+    /// with block 4 of 32 bytes.
+    #[test]
+    fn rfc7959_figure9_slow_down() {
+        let mut l = limits();
+        l.max_szx = 1; // 32 bytes
+        let mut t = Block1Table::new(l);
+        let now = Instant::ZERO;
+        match run(&mut t, now, block_request(0, true, 3, &[1; 128], b"")) {
+            Block1Outcome::Respond(resp) => {
+                assert_eq!(resp.code, Code::CONTINUE);
+                let ack = BlockValue::decode(resp.options.get(OptionNumber::BLOCK1).unwrap());
+                assert_eq!(ack, BlockValue::new(3, true, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            code(&run(&mut t, now, block_request(4, true, 1, &[2; 32], b""))),
+            Code::CONTINUE
+        );
+        match run(&mut t, now, block_request(5, false, 1, &[3; 10], b"")) {
+            Block1Outcome::Deliver(req, _) => assert_eq!(req.payload.len(), 170),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Repeating block 0 of one upload keeps one queue entry, not one per block.
+    #[test]
+    fn queue_holds_one_entry_per_upload() {
+        let mut t = Block1Table::new(limits());
+        let now = Instant::ZERO;
+        for _ in 0..1000 {
+            run(&mut t, now, block_request(0, true, 2, &[0; 64], b""));
+        }
+        assert_eq!(t.len(), 1);
+        assert!(t.order.len() <= 2, "{}", t.order.len());
+    }
+
     #[test]
     fn late_negotiation_lowers_the_block_size() {
         let mut l = limits();
@@ -388,13 +453,14 @@ mod tests {
             Block1Outcome::Respond(resp) => {
                 assert_eq!(resp.code, Code::CONTINUE);
                 let ack = BlockValue::decode(resp.options.get(OptionNumber::BLOCK1).unwrap());
-                assert_eq!(ack, BlockValue::new(0, true, 4));
+                // 1024 bytes kept = blocks 0..=3 of 256.
+                assert_eq!(ack, BlockValue::new(3, true, 4));
             }
             other => panic!("{other:?}"),
         }
-        // The client continues at offset 256 with our size.
+        // The client continues at offset 1024 with our size.
         assert_eq!(
-            code(&run(&mut t, now, block_request(1, true, 4, &[7; 256], b""))),
+            code(&run(&mut t, now, block_request(4, true, 4, &[7; 256], b""))),
             Code::CONTINUE
         );
     }

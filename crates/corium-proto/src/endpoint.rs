@@ -601,7 +601,7 @@ impl<P: Peer> Endpoint<P> {
             .option(OptionNumber::BLOCK2)
             .and_then(BlockValue::decode);
         let unsafe_method = response_cache::is_unsafe_method(request.method);
-        if let (Some(b2), true) = (block2, unsafe_method) {
+        if let (Some(b2), true, false) = (block2, unsafe_method, multicast) {
             if b2.num > 0 {
                 let key = response_cache::request_key(request.method, &request.options);
                 let response = match self.response_cache.get(now, &peer, key) {
@@ -919,7 +919,11 @@ impl<P: Peer> Endpoint<P> {
             self.timers.remove(t);
         }
         let mut response = response;
-        let block_size = 1usize << (self.config.max_block_szx.min(6) + 4);
+        // The size the response is cut to: ours, or smaller if the client asked for it.
+        let szx = ex.block2.map_or(self.config.max_block_szx, |b| {
+            b.szx.min(self.config.max_block_szx)
+        });
+        let block_size = 1usize << (szx.min(6) + 4);
         if let Some(cache_key) = ex.cache_key.take() {
             if response.payload.len() > block_size
                 && !response.options.contains(OptionNumber::BLOCK2)
@@ -1057,7 +1061,7 @@ impl<P: Peer> Endpoint<P> {
         }
         if let Some(r) = ex.separate {
             self.timers.remove(r.timer);
-            self.by_message_id.remove(&(ex.peer.clone(), r.message_id));
+            self.forget_message_id(&ex.peer, r.message_id, Owner::Server(key));
         }
         if let Some((_, t)) = ex.leisure {
             self.timers.remove(t);
@@ -1098,7 +1102,7 @@ impl<P: Peer> Endpoint<P> {
         let confirmable = !(options.non_confirmable || options.multicast);
         let token = match options.token {
             Some(t) => t,
-            None => self.fresh_token(&peer),
+            None => self.fresh_token(&peer).ok_or(SendError::TokensExhausted)?,
         };
         let timeout = options
             .timeout
@@ -1315,6 +1319,14 @@ impl<P: Peer> Endpoint<P> {
             .get(&(peer.clone(), token.clone()))
             .or_else(|| self.multicast_by_token.get(&token))
             .copied();
+        // A request still waiting for its NSTART slot was never sent: nothing can
+        // answer it yet.
+        let id = id.filter(|id| {
+            !matches!(
+                self.clients.get(id).map(|c| &c.state),
+                Some(ClientState::Queued(_))
+            )
+        });
         let Some(id) = id else {
             // RFC 7252 §4.2/§4.3: nothing waits for this response; reject it, so an
             // observer that forgot its registration stops getting notifications.
@@ -1415,16 +1427,32 @@ impl<P: Peer> Endpoint<P> {
             }
             ClientState::AwaitingAck(r) => {
                 self.timers.remove(r.timer);
-                self.by_message_id.remove(&(ex.peer.clone(), r.message_id));
+                self.forget_message_id(&ex.peer, r.message_id, Owner::Client(id));
             }
             ClientState::AwaitingResponse { message_id } => {
-                self.by_message_id.remove(&(ex.peer.clone(), message_id));
+                self.forget_message_id(&ex.peer, message_id, Owner::Client(id));
             }
         }
+        // The index entries go only if they still name this exchange: a later request
+        // may reuse the token (RFC 7641 §3.3.1 re-registration) or, much later, the
+        // message ID.
         if ex.multicast {
-            self.multicast_by_token.remove(&ex.token);
+            if self.multicast_by_token.get(&ex.token) == Some(&id) {
+                self.multicast_by_token.remove(&ex.token);
+            }
         } else if !ex.ping {
-            self.by_token.remove(&(ex.peer, ex.token));
+            let key = (ex.peer, ex.token);
+            if self.by_token.get(&key) == Some(&id) {
+                self.by_token.remove(&key);
+            }
+        }
+    }
+
+    /// Removes a message-ID index entry if it still belongs to `owner`.
+    fn forget_message_id(&mut self, peer: &P, message_id: u16, owner: Owner) {
+        let key = (peer.clone(), message_id);
+        if self.by_message_id.get(&key) == Some(&owner) {
+            self.by_message_id.remove(&key);
         }
     }
 
@@ -1486,9 +1514,11 @@ impl<P: Peer> Endpoint<P> {
         }
     }
 
-    fn fresh_token(&mut self, peer: &P) -> Token {
+    /// A random token not in use towards `peer`; `None` if a few draws all collide
+    /// (only possible with very short tokens and many requests in flight).
+    fn fresh_token(&mut self, peer: &P) -> Option<Token> {
         let len = self.config.token_len.min(8);
-        loop {
+        for _ in 0..32 {
             let mut bytes = [0u8; 8];
             self.rng.fill_bytes(&mut bytes[..len]);
             let token = Token::new(&bytes[..len]);
@@ -1496,9 +1526,10 @@ impl<P: Peer> Endpoint<P> {
                 || (!self.by_token.contains_key(&(peer.clone(), token.clone()))
                     && !self.multicast_by_token.contains_key(&token))
             {
-                return token;
+                return Some(token);
             }
         }
+        None
     }
 
     // ----------------------------------------------------------------------------------
@@ -1582,7 +1613,7 @@ impl<P: Peer> Endpoint<P> {
             return;
         }
         r.sent += 1;
-        r.timeout *= 2;
+        r.timeout = r.timeout.saturating_mul(2);
         r.timer = self
             .timers
             .insert(now + r.timeout, TimerKind::ClientRetransmit(id));
@@ -1632,7 +1663,7 @@ impl<P: Peer> Endpoint<P> {
             return;
         }
         r.sent += 1;
-        r.timeout *= 2;
+        r.timeout = r.timeout.saturating_mul(2);
         r.timer = self
             .timers
             .insert(now + r.timeout, TimerKind::ServerRetransmit(id));
@@ -1691,7 +1722,7 @@ impl<P: Peer> Endpoint<P> {
         if span == 0 {
             return lo;
         }
-        lo + Duration::from_nanos(self.rng.next_u64() % (span + 1))
+        lo + Duration::from_nanos(self.rng.next_u64() % span.saturating_add(1))
     }
 
     /// The state of `peer`, created if needed; `None` when the peer table is full of
@@ -1731,15 +1762,15 @@ impl<P: Peer> Endpoint<P> {
                     && s.incoming == 0
                     && !self.observations.has_peer(p)
             })
-            // Prefer peers whose message IDs have all aged out, so the §4.4 guarantee
-            // survives eviction where it can.
-            .min_by_key(|(_, s)| {
-                let fresh = s
-                    .message_ids
+            // Only peers whose message IDs have all aged out: evicting another would lose
+            // the §4.4 guarantee (a new tracker starts at a random ID). When none is
+            // old enough, the caller refuses the new peer instead.
+            .filter(|(_, s)| {
+                s.message_ids
                     .last_used()
-                    .is_some_and(|t| now < t + lifetime);
-                (fresh, s.last_active)
+                    .is_none_or(|t| now >= t + lifetime)
             })
+            .min_by_key(|(_, s)| s.last_active)
             .map(|(p, _)| p.clone());
         match victim {
             Some(p) => {

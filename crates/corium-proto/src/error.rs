@@ -17,6 +17,9 @@ pub enum SendError {
     MessageIdsExhausted,
     /// `max_peers` peers have state and none is idle enough to evict.
     TooManyPeers,
+    /// No unused token could be drawn for this peer (`token_len` too short for the
+    /// requests in flight).
+    TokensExhausted,
 }
 
 impl fmt::Display for SendError {
@@ -27,6 +30,7 @@ impl fmt::Display for SendError {
             SendError::QueueFull => "too many requests queued for this peer",
             SendError::MessageIdsExhausted => "all message IDs towards this peer are in use",
             SendError::TooManyPeers => "too many peers with state",
+            SendError::TokensExhausted => "no unused token left for this peer",
         })
     }
 }

@@ -171,9 +171,10 @@ impl<P: Peer> Endpoint<P> {
     // Server side
     // ----------------------------------------------------------------------------------
 
-    /// Answers a GET (or FETCH) with Observe = 0 and adds the client to the list of
-    /// observers (RFC 7641 §4.1): the response goes out as [`respond`](Self::respond)
-    /// sends it, with an Observe sequence number. A registration with the same (peer,
+    /// Answers a GET (or FETCH) with Observe = 0 (see [`IncomingRequest::observe`](
+    /// crate::IncomingRequest::observe); the endpoint does not check it) and adds the
+    /// client to the list of observers (RFC 7641 §4.1): the response goes out as
+    /// [`respond`](Self::respond) sends it, with an Observe sequence number. A registration with the same (peer,
     /// token) replaces the earlier one, which ends with
     /// [`ObservationEndReason::Replaced`].
     ///
@@ -213,9 +214,14 @@ impl<P: Peer> Endpoint<P> {
             return Err(RespondError::TooManyObservations);
         }
         // A re-registration keeps counting from the sequence number it had (§4.4).
-        let mut seq = 1;
+        let seq = replaced
+            .and_then(|old| self.observations.map.get(&old))
+            .map_or(1, |o| o.seq);
+        let seq = (seq + 1) & SEQ_MASK;
+        let mut response = response;
+        response.options.set_uint(OptionNumber::OBSERVE, seq);
+        self.respond(now, id, response)?;
         if let Some(old) = replaced {
-            seq = self.observations.map.get(&old).map_or(1, |o| o.seq);
             self.drop_observation(old);
             self.events.push_back(Event::ObservationEnded {
                 obs: ObservationId(old),
@@ -223,10 +229,6 @@ impl<P: Peer> Endpoint<P> {
                 reason: ObservationEndReason::Replaced,
             });
         }
-        seq = (seq + 1) & SEQ_MASK;
-        let mut response = response;
-        response.options.set_uint(OptionNumber::OBSERVE, seq);
-        self.respond(now, id, response)?;
         let obs = self.alloc_id();
         self.observations.map.insert(
             obs,
@@ -473,7 +475,7 @@ impl<P: Peer> Endpoint<P> {
             return;
         }
         r.sent += 1;
-        r.timeout *= 2;
+        r.timeout = r.timeout.saturating_mul(2);
         r.timer = self
             .timers
             .insert(now + r.timeout, TimerKind::NotifyRetransmit(id));

@@ -93,10 +93,13 @@ impl<P: Clone + Eq + Hash> ResponseCache<P> {
         let key = (peer, key);
         self.remove(&key);
         while self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes {
-            let Some((_, old)) = self.order.pop_front() else {
+            let Some((at, old)) = self.order.pop_front() else {
                 break;
             };
-            self.remove(&old);
+            // A key kept again has a newer entry; the old queue entry is stale.
+            if self.entries.get(&old).is_some_and(|e| e.expires == at) {
+                self.remove(&old);
+            }
         }
         let expires = now + self.lifetime;
         self.bytes += size;

@@ -301,15 +301,15 @@ impl Client {
         }
         let mut whole = first;
         whole.options.remove(OptionNumber::BLOCK2);
+        let mut szx = block.szx;
         loop {
             if whole.payload.len() > MAX_REASSEMBLED_BODY {
                 return Err(Error::new(Kind::Blockwise(
                     "the block-wise response exceeds the 16 MiB reassembly limit",
                 )));
             }
-            // The server may have lowered the block size (late negotiation): ask for the
-            // block that starts where the body ends, in its size.
-            let szx = block.szx;
+            // The server may lower the block size at any block (late negotiation): ask
+            // for the block that starts where the body ends, in its latest size.
             let size = 1usize << (szx + 4);
             let Some(next) = u32::try_from(whole.payload.len() / size)
                 .ok()
@@ -339,6 +339,7 @@ impl Client {
             if !got.more {
                 return Ok(Blocks::Complete(whole));
             }
+            szx = got.szx.min(szx);
         }
     }
 

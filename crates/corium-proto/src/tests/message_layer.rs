@@ -745,3 +745,79 @@ fn size2_in_request_is_answered_with_the_size() {
     pair.run_for(Duration::from_secs(1));
     assert!(!pair.response(id).options.contains(OptionNumber::SIZE2));
 }
+
+/// Review regression: a POST asking for 64-byte blocks up front (early negotiation) gets
+/// its later blocks from the kept response, not 4.08.
+#[test]
+fn small_early_block2_of_a_post_is_kept() {
+    let mut pair = Pair::default_pair(27);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| {
+        Some((
+            Duration::ZERO,
+            Response::with_payload(Code::CHANGED, vec![b'p'; 500]),
+        ))
+    });
+    let mut first = Request::new(Code::POST);
+    first.set_path("/p");
+    first.options.push(OptionNumber::BLOCK2, vec![0x02]); // NUM 0, SZX 2 (64 bytes)
+    let id = pair.send(first, con());
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.response(id).payload.len(), 64);
+    let mut next = Request::new(Code::POST);
+    next.set_path("/p");
+    next.options.push(OptionNumber::BLOCK2, vec![0x12]); // NUM 1, SZX 2
+    let id = pair.send(next, con());
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.response(id).code, Code::CHANGED);
+    assert_eq!(pair.response(id).payload.len(), 64);
+    assert_eq!(pair.server_requests.len(), 1);
+}
+
+/// Review regression: cancelling one request must not unhook another that reuses its
+/// token (as RFC 7641 §3.3.1 re-registration does).
+#[test]
+fn reused_token_survives_cancel_of_the_first() {
+    let cfg = EndpointConfig {
+        transmission: TransmissionParameters {
+            nstart: 4,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut pair = Pair::new(28, cfg, EndpointConfig::default());
+    let with_token = || RequestOptions {
+        token: Some(crate::Token::new(b"same")),
+        ..Default::default()
+    };
+    let a = pair.send(get("/a"), with_token());
+    let b = pair.send(get("/b"), with_token());
+    pair.client.cancel_request(pair.now, a);
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.response(b).code, Code::CONTENT);
+}
+
+/// Review regression: a response to a request that is still queued behind NSTART (never
+/// sent) is not taken for its answer.
+#[test]
+fn response_to_a_queued_request_is_rejected() {
+    let mut pair = Pair::default_pair(29);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| None);
+    let _a = pair.send(get("/a"), con());
+    let b = pair.send(
+        get("/b"),
+        RequestOptions {
+            token: Some(crate::Token::new(b"qq")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(pair.sent_by(CLIENT).len(), 1, "b is queued");
+    // A CON 2.05 with b's token arrives from the server.
+    pair.inject(SERVER, CLIENT, &[0x42, 0x45, 0x33, 0x33, b'q', b'q']);
+    assert!(pair.outcome(b).is_none());
+    let sent = pair.sent_by(CLIENT);
+    assert_eq!(
+        &sent[1].1[..],
+        &[0x70, 0x00, 0x33, 0x33],
+        "rejected with RST"
+    );
+}

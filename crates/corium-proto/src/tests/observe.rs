@@ -575,3 +575,32 @@ fn lossy_soak_sequence_only_moves_forward() {
         assert!(seq(&w[1]) > seq(&w[0]));
     }
 }
+
+/// RFC 7641 §4.5: a notification is Confirmable at least once every 24 hours, even when
+/// the application asks for Non-confirmable ones.
+#[test]
+fn confirmable_at_least_daily() {
+    let (mut pair, req, obs) = registered(18);
+    pair.server.notify(pair.now, obs, text("n1"), NON).unwrap();
+    pair.run_for(Duration::from_secs(3600));
+    pair.server.notify(pair.now, obs, text("n2"), NON).unwrap();
+    pair.run_for(Duration::from_secs(24 * 3600));
+    pair.server.notify(pair.now, obs, text("n3"), NON).unwrap();
+    pair.run_for(Duration::from_secs(1));
+    pair.server.notify(pair.now, obs, text("n4"), NON).unwrap();
+    pair.run_for(Duration::from_secs(1));
+    let types: Vec<MessageType> = server_notifications(&pair)
+        .into_iter()
+        .map(|(ty, _, _)| ty)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            MessageType::NonConfirmable,
+            MessageType::NonConfirmable,
+            MessageType::Confirmable,
+            MessageType::NonConfirmable
+        ]
+    );
+    assert_eq!(payloads(&pair, req).last().unwrap(), b"n4");
+}
