@@ -18,6 +18,7 @@ SECS="${1:-20}"
 shift || true
 SANITIZER="${SANITIZER:-address}"
 export RUSTC_BOOTSTRAP=1
+mkdir -p target
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "cargo-fuzz not found: cargo install cargo-fuzz" >&2

@@ -1,11 +1,12 @@
-//! Server-side Block2 fragmentation (RFC 7959 §2.2–2.4), stateless.
+//! Server-side Block2 fragmentation (RFC 7959 §2.2–2.4).
 //!
-//! A response whose payload does not fit one block is cut on the way out: the endpoint
-//! keeps no copy. A client asking for block N sends the request again with Block2 N; the
-//! application answers it again and the endpoint cuts block N from the new representation.
-//! The ETag added to every block (derived from the payload unless the application set
-//! one) lets the client notice when the representation changed between blocks. Stateful
-//! transfers (Block1 reassembly, Request-Tag) live with the exchange layer.
+//! A response whose payload does not fit one block is cut on the way out. The whole
+//! response is kept by the endpoint (`response_cache`) for the rest of the transfer, so
+//! later blocks are slices of it: the application runs once per transfer, and a large
+//! representation costs O(size) to send, not O(size²). When nothing is kept (expired, or
+//! evicted), a GET is simply answered again and cut anew. The ETag added to every block
+//! (derived from the payload once, unless the application set one) lets the client notice
+//! a representation that changed between blocks.
 
 use corium_wire::{BlockValue, Code, OptionNumber};
 
@@ -15,69 +16,110 @@ use crate::message::Response;
 /// BERT, reliable transports only).
 pub(crate) const MAX_UDP_SZX: u8 = 6;
 
-/// Cuts `response` to the block the request asked for (or block 0 of `max_szx` when it did
-/// not ask and the payload is larger than one block). Adds Block2, Size2 and an ETag.
-/// Returns the error code to answer instead when the requested block does not exist.
-pub(crate) fn fragment_response(
-    response: &mut Response,
+/// What to send for a response.
+#[derive(Debug)]
+pub(crate) enum Cut {
+    /// The response as it is (it fits, or the application did its own block-wise).
+    Whole,
+    /// This block of it; the whole response (now with an ETag) should be kept.
+    Block(Response),
+}
+
+/// Decides how `whole` goes out for a request that asked for block `requested` (or for
+/// nothing): whole, or one block of at most `max_szx`. Adds an ETag to `whole` when it is
+/// cut. Returns the error code to answer instead when the requested block does not exist.
+pub(crate) fn cut_block(
+    whole: &mut Response,
     requested: Option<BlockValue>,
     max_szx: u8,
-) -> Result<(), Code> {
-    if response.options.contains(OptionNumber::BLOCK2) {
-        return Ok(()); // The application does its own block-wise transfer.
+) -> Result<Cut, Code> {
+    if whole.options.contains(OptionNumber::BLOCK2) {
+        return Ok(Cut::Whole); // The application does its own block-wise transfer.
     }
     let max_szx = max_szx.min(MAX_UDP_SZX);
     // RFC 7959 §2.4: the client's SZX is a ceiling (late negotiation); never go above
     // ours. A BERT request over UDP is treated as asking for the largest size.
     let szx = requested.map_or(max_szx, |b| b.szx.min(max_szx));
     let size = 1usize << (szx + 4);
-    let total = response.payload.len();
-    let Some(request) = requested else {
-        if total <= size {
-            return Ok(());
+    let total = whole.payload.len();
+    let num = match requested {
+        None if total <= size => return Ok(Cut::Whole),
+        None => 0,
+        Some(request) => {
+            // The client's block number counts blocks of *its* size; with a smaller size
+            // of ours the same byte offset starts a later block (§2.4).
+            let offset = request.offset();
+            if offset >= total && !(offset == 0 && total == 0) {
+                return Err(Code::BAD_OPTION);
+            }
+            let num = u32::try_from(offset / size).map_err(|_| Code::BAD_OPTION)?;
+            if num == 0 && total <= size && request.szx <= max_szx {
+                // Everything fits: Block2 0 without more blocks tells the client so.
+                let block = BlockValue::new(0, false, szx).expect("valid block");
+                whole.options.push(OptionNumber::BLOCK2, encode(block));
+                return Ok(Cut::Whole);
+            }
+            num
         }
-        cut(response, 0, szx);
-        return Ok(());
     };
-    // The client's block number counts blocks of *its* size; with a smaller size of ours
-    // the same byte offset starts a later block (§2.4, "late negotiation").
-    let offset = request.offset();
-    if offset >= total && !(offset == 0 && total == 0) {
+    if !whole.options.contains(OptionNumber::ETAG) {
+        let tag = etag_of(&whole.payload);
+        whole.options.push(OptionNumber::ETAG, tag.to_vec());
+    }
+    Ok(Cut::Block(block_of(whole, num, szx).0))
+}
+
+/// Block `requested` of a kept response (which has its ETag already), and whether it is
+/// the last one.
+pub(crate) fn block_from_kept(
+    whole: &Response,
+    requested: BlockValue,
+    max_szx: u8,
+) -> Result<(Response, bool), Code> {
+    let szx = requested.szx.min(max_szx.min(MAX_UDP_SZX));
+    let size = 1usize << (szx + 4);
+    let offset = requested.offset();
+    if offset >= whole.payload.len() {
         return Err(Code::BAD_OPTION);
     }
     let num = u32::try_from(offset / size).map_err(|_| Code::BAD_OPTION)?;
-    if num == 0 && total <= size && request.szx <= max_szx {
-        // Everything fits: answer Block2 0 with no more blocks so the client knows.
-        response.options.push(
-            OptionNumber::BLOCK2,
-            encode(BlockValue::new(0, false, szx).expect("valid block")),
-        );
-        return Ok(());
+    let (block, more) = block_of(whole, num, szx);
+    Ok((block, !more))
+}
+
+/// Cuts `response` in place to the block the request asked for; see [`cut_block`].
+pub(crate) fn fragment_response(
+    response: &mut Response,
+    requested: Option<BlockValue>,
+    max_szx: u8,
+) -> Result<(), Code> {
+    if let Cut::Block(block) = cut_block(response, requested, max_szx)? {
+        *response = block;
     }
-    cut(response, num, szx);
     Ok(())
 }
 
-fn cut(response: &mut Response, num: u32, szx: u8) {
+/// Block `num` of `whole` in blocks of 2^(szx+4): a copy of that slice only, with the
+/// options of `whole` plus Block2 and Size2 (RFC 7959 §4). Also says whether more follow.
+fn block_of(whole: &Response, num: u32, szx: u8) -> (Response, bool) {
     let size = 1usize << (szx + 4);
-    let total = response.payload.len();
+    let total = whole.payload.len();
     let start = (num as usize).saturating_mul(size).min(total);
     let end = start.saturating_add(size).min(total);
     let more = end < total;
-    if !response.options.contains(OptionNumber::ETAG) {
-        let tag = etag_of(&response.payload);
-        response.options.push(OptionNumber::ETAG, tag.to_vec());
+    let mut block = Response {
+        code: whole.code,
+        options: whole.options.clone(),
+        payload: whole.payload[start..end].to_vec(),
+    };
+    if let Some(value) = BlockValue::new(num, more, szx) {
+        block.options.push(OptionNumber::BLOCK2, encode(value));
     }
-    response.payload.truncate(end);
-    response.payload.drain(..start);
-    if let Some(block) = BlockValue::new(num, more, szx) {
-        response.options.push(OptionNumber::BLOCK2, encode(block));
-    }
-    // RFC 7959 §4: Size2 tells the client the total size up front.
-    response.options.set_uint(
+    block.options.set_uint(
         OptionNumber::SIZE2,
         u32::try_from(total).unwrap_or(u32::MAX),
     );
+    (block, more)
 }
 
 fn encode(block: BlockValue) -> alloc::vec::Vec<u8> {

@@ -20,7 +20,7 @@ use hashbrown::HashMap;
 use rand_core::RngCore;
 
 use crate::block1::{Block1Limits, Block1Outcome, Block1Table};
-use crate::blockwise;
+use crate::blockwise::{self, Cut};
 use crate::codec;
 use crate::config::EndpointConfig;
 use crate::dedup::{DedupCache, DedupState};
@@ -595,44 +595,47 @@ impl<P: Peer> Endpoint<P> {
             options: self.request_options(msg),
             payload: codec::payload_of(msg),
         };
-        // RFC 7959 §2.7: later blocks of a large response to an unsafe request come from
-        // the response kept when it was first sent; the request is not run again.
+        // RFC 7959 §2.7: later blocks of a large response come from the response kept
+        // when block 0 was sent; an unsafe request is not run again (its follow-ups have
+        // no payload), and a GET need not be. A GET whose response is no longer kept is
+        // simply answered again.
         let block2 = msg
             .option(OptionNumber::BLOCK2)
             .and_then(BlockValue::decode);
         let unsafe_method = response_cache::is_unsafe_method(request.method);
-        if let (Some(b2), true, false) = (block2, unsafe_method, multicast) {
+        let cache_key = response_cache::request_key(request.method, &request.options);
+        if let (Some(b2), false) = (block2, multicast) {
             if b2.num > 0 {
-                let key = response_cache::request_key(request.method, &request.options);
-                let response = match self.response_cache.get(now, &peer, key) {
-                    Some(mut whole) => {
-                        match blockwise::fragment_response(
-                            &mut whole,
-                            Some(b2),
-                            self.config.max_block_szx,
-                        ) {
-                            Ok(()) => whole,
-                            Err(code) => Response::new(code),
-                        }
-                    }
-                    None => Response::with_payload(
+                let kept = self.response_cache.serve_block(
+                    now,
+                    &peer,
+                    &cache_key,
+                    b2,
+                    self.config.max_block_szx,
+                );
+                let response = match kept {
+                    Some(Ok(block)) => Some(block),
+                    Some(Err(code)) => Some(Response::new(code)),
+                    None if unsafe_method => Some(Response::with_payload(
                         Code::REQUEST_ENTITY_INCOMPLETE,
                         b"No response kept for this block".to_vec(),
-                    ),
+                    )),
+                    None => None,
                 };
-                return self.answer_directly(
-                    now,
-                    peer,
-                    mid,
-                    &token,
-                    confirmable,
-                    &response,
-                    lifetime,
-                );
+                if let Some(response) = response {
+                    return self.answer_directly(
+                        now,
+                        peer,
+                        mid,
+                        &token,
+                        confirmable,
+                        &response,
+                        lifetime,
+                    );
+                }
             }
         }
-        let cache_key =
-            unsafe_method.then(|| response_cache::request_key(request.method, &request.options));
+        let cache_key = Some(cache_key);
 
         // RFC 7959 §2.3: blocks of an upload are answered 2.31 by the endpoint; the
         // application sees one request with the whole body.
@@ -919,38 +922,35 @@ impl<P: Peer> Endpoint<P> {
             self.timers.remove(t);
         }
         let mut response = response;
-        // The size the response is cut to: ours, or smaller if the client asked for it.
-        let szx = ex.block2.map_or(self.config.max_block_szx, |b| {
-            b.szx.min(self.config.max_block_szx)
-        });
-        let block_size = 1usize << (szx.min(6) + 4);
-        if let Some(cache_key) = ex.cache_key.take() {
-            if response.payload.len() > block_size
-                && !response.options.contains(OptionNumber::BLOCK2)
-            {
-                let peer = ex.peer.clone();
-                self.response_cache
-                    .insert(now, peer, cache_key, response.clone());
+        if ex.size2 && response.code.is_success() {
+            // RFC 7959 §4: the client asked for the size.
+            let size = u32::try_from(response.payload.len()).unwrap_or(u32::MAX);
+            response.options.set_uint(OptionNumber::SIZE2, size);
+        }
+        let (block1, block2, cache_key) = (ex.block1, ex.block2, ex.cache_key.take());
+        let peer = ex.peer.clone();
+        match blockwise::cut_block(&mut response, block2, self.config.max_block_szx) {
+            Err(code) => response = Response::new(code),
+            Ok(Cut::Whole) => {}
+            Ok(Cut::Block(block)) => {
+                // The whole response is kept for the rest of the transfer (RFC 7959
+                // §2.7 for unsafe methods; for GET it spares running the handler and
+                // copying the representation once per block).
+                let whole = core::mem::replace(&mut response, block);
+                if let (true, Some(k)) = (whole.code.is_success(), cache_key) {
+                    self.response_cache.insert(now, peer, k, whole);
+                }
             }
         }
-        let Some(ex) = self.incoming.get_mut(&key) else {
-            return Err(RespondError::UnknownRequest);
-        };
-        if let Some(block) = ex.block1 {
+        if let Some(block) = block1 {
             let mut buf = [0u8; 4];
             response
                 .options
                 .set(OptionNumber::BLOCK1, block.encode(&mut buf).to_vec());
         }
-        if ex.size2 && response.code.is_success() {
-            let size = u32::try_from(response.payload.len()).unwrap_or(u32::MAX);
-            response.options.set_uint(OptionNumber::SIZE2, size);
-        }
-        if let Err(code) =
-            blockwise::fragment_response(&mut response, ex.block2, self.config.max_block_szx)
-        {
-            response = Response::new(code);
-        }
+        let Some(ex) = self.incoming.get_mut(&key) else {
+            return Err(RespondError::UnknownRequest);
+        };
         let suppress_errors_for_multicast =
             ex.multicast && !response.code.is_success() && ex.no_response == 0;
         if no_response_suppresses(ex.no_response, response.code) || suppress_errors_for_multicast {

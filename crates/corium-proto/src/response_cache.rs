@@ -1,20 +1,23 @@
-//! Responses to unsafe requests kept for their later Block2 blocks (RFC 7959 §2.7).
+//! Large responses kept for their later Block2 blocks (RFC 7959 §2.7).
 //!
-//! A GET or FETCH can simply be answered again for each block (`blockwise` cuts the new
-//! representation). A POST, PUT, DELETE, PATCH or iPATCH cannot: running it again would
-//! repeat its effect, and the follow-up requests for blocks 1, 2, … carry no payload. So
-//! a large response to such a request is kept here, and the follow-ups are served from
-//! it without the application. Entries expire, and the table has a hard limit on entries
-//! and bytes.
+//! A POST, PUT, DELETE, PATCH or iPATCH must not run again for each block: that would
+//! repeat its effect, and the follow-up requests for blocks 1, 2, … carry no payload. A
+//! GET or FETCH could be answered again, but that costs a handler run and a copy of the
+//! whole representation per block (quadratic for large ones). So the whole response is
+//! kept here once block 0 went out, the follow-ups are served from it without the
+//! application, and the entry goes when the last block went out. Entries also expire,
+//! and the table has a hard limit on entries and bytes; a GET whose entry is gone is
+//! answered again.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::hash::Hash;
 use core::time::Duration;
 
-use corium_wire::{Code, OptionNumber};
+use corium_wire::{BlockValue, Code, OptionNumber};
 use hashbrown::HashMap;
 
+use crate::blockwise;
 use crate::message::{Options, Response};
 use crate::time::Instant;
 
@@ -107,8 +110,29 @@ impl<P: Clone + Eq + Hash> ResponseCache<P> {
         self.entries.insert(key, Entry { response, expires });
     }
 
-    /// The kept response for a follow-up request, if still there.
-    pub(crate) fn get(&mut self, now: Instant, peer: &P, key: Vec<u8>) -> Option<Response> {
+    /// Block `requested` of the response kept for this request, if one is kept: the
+    /// block (or the error code for a block beyond the end). The entry is forgotten once
+    /// its last block went out: the transfer is complete.
+    pub(crate) fn serve_block(
+        &mut self,
+        now: Instant,
+        peer: &P,
+        key: &[u8],
+        requested: BlockValue,
+        max_szx: u8,
+    ) -> Option<Result<Response, Code>> {
+        self.expire(now);
+        let k = (peer.clone(), key.to_vec());
+        let entry = self.entries.get(&k)?;
+        let result = blockwise::block_from_kept(&entry.response, requested, max_szx);
+        if matches!(result, Ok((_, true))) {
+            self.remove(&k);
+        }
+        Some(result.map(|(block, _)| block))
+    }
+
+    #[cfg(test)]
+    fn get(&mut self, now: Instant, peer: &P, key: Vec<u8>) -> Option<Response> {
         self.expire(now);
         self.entries
             .get(&(peer.clone(), key))

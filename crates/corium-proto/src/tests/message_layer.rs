@@ -717,6 +717,17 @@ fn large_post_response_blocks_come_from_the_kept_response() {
     assert_eq!(whole.len(), 8 + 2500 + 5);
     assert!(whole.ends_with(b"hello"));
     assert_eq!(pair.server_requests.len(), 1, "the POST ran once");
+    assert_eq!(
+        pair.server.stats().cached_responses,
+        0,
+        "forgotten once the last block went out"
+    );
+    // A transfer the client abandons after block 0 is forgotten when it expires.
+    let mut post = Request::new(Code::POST);
+    post.set_path("/large-post");
+    let id = pair.send(post, con());
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.response(id).payload.len(), 1024);
     assert_eq!(pair.server.stats().cached_responses, 1);
     pair.run_for(Duration::from_secs(120));
     assert_eq!(
@@ -724,6 +735,35 @@ fn large_post_response_blocks_come_from_the_kept_response() {
         0,
         "kept responses expire"
     );
+}
+
+/// A large GET runs its handler once per transfer, not once per block (the whole
+/// response is kept for the transfer, so sending N bytes costs O(N)).
+#[test]
+fn large_get_runs_the_handler_once_per_transfer() {
+    let mut pair = Pair::default_pair(30);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| {
+        Some((
+            Duration::ZERO,
+            Response::with_payload(Code::CONTENT, vec![b'g'; 5000]),
+        ))
+    });
+    let id = pair.send(get("/big"), con());
+    pair.run_for(Duration::from_secs(1));
+    let mut whole = pair.response(id).payload.clone();
+    for num in 1..5u32 {
+        let mut next = get("/big");
+        let mut buf = [0u8; 4];
+        let b = corium_wire::BlockValue::new(num, false, 6).unwrap();
+        next.options
+            .push(OptionNumber::BLOCK2, b.encode(&mut buf).to_vec());
+        let id = pair.send(next, con());
+        pair.run_for(Duration::from_secs(1));
+        whole.extend_from_slice(&pair.response(id).payload);
+    }
+    assert_eq!(whole, vec![b'g'; 5000]);
+    assert_eq!(pair.server_requests.len(), 1);
+    assert_eq!(pair.server.stats().cached_responses, 0);
 }
 
 /// RFC 7959 §4: a request with Size2 (0) gets the representation's size, block-wise or
