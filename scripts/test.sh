@@ -9,7 +9,8 @@
 #   3. cargo build -p corium-proto --no-default-features   (no_std)
 #   4. cargo clippy --workspace --all-targets -- -D warnings
 #   5. RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
-#   6. cargo test --workspace   (unit, integration and interop tests)
+#   6. cargo check of the fuzz targets (fuzz/, outside the workspace)
+#   7. cargo test --workspace   (unit, integration and interop tests)
 #
 # Interop tests (crates/corium-cli/tests/) drive real peers. This script makes
 # sure they are installed (scripts/install-peers.sh) and exports:
@@ -63,6 +64,8 @@ step no_std-wire cargo build -p corium-wire --no-default-features
 step no_std-proto cargo build -p corium-proto --no-default-features
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+# The fuzz targets (fuzz/, outside the workspace) must keep compiling against the crates.
+step fuzz-check cargo check --manifest-path fuzz/Cargo.toml --bins
 step test timeout --signal=TERM --kill-after=30 "${CORIUM_TEST_TIMEOUT:-1500}" \
     cargo test --workspace "$@"
 

@@ -20,11 +20,13 @@ use core::time::Duration;
 use corium_wire::{BlockValue, Code, OptionNumber};
 use hashbrown::HashMap;
 
-use crate::message::{Options, Request, Response};
+use crate::message::{Request, Response};
+use crate::response_cache::request_key;
 use crate::time::Instant;
 
 /// Options that do not identify an upload: they differ from block to block or describe
-/// the transfer rather than the request (RFC 7959 §2.3, RFC 9175 §3.3).
+/// the transfer rather than the request (RFC 7959 §2.3). Request-Tag is *not* among them:
+/// it tells concurrent uploads apart (RFC 9175 §3.3).
 const NOT_PART_OF_THE_KEY: &[OptionNumber] = &[
     OptionNumber::BLOCK1,
     OptionNumber::BLOCK2,
@@ -134,7 +136,10 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
         // Late negotiation (RFC 7959 §2.5): we take blocks of at most our size; a client
         // sending larger ones is told our size in the 2.31 and continues with it.
         let our_szx = block.szx.min(limits.max_szx);
-        let key = (peer.clone(), upload_key(&request));
+        let key = (
+            peer.clone(),
+            request_key(request.method, &request.options, NOT_PART_OF_THE_KEY),
+        );
         let offset = block.offset();
         let declared = request.options.get_uint(OptionNumber::SIZE1);
         request.options.remove(OptionNumber::BLOCK1);
@@ -238,25 +243,6 @@ fn too_large(max: usize) -> Block1Outcome {
         .options
         .push_uint(OptionNumber::SIZE1, u32::try_from(max).unwrap_or(u32::MAX));
     Block1Outcome::Respond(response)
-}
-
-/// The method and identifying options of a request, serialized as a hash map key.
-fn upload_key(request: &Request) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
-    key.push(request.method.0);
-    push_options(&mut key, &request.options);
-    key
-}
-
-fn push_options(key: &mut Vec<u8>, options: &Options) {
-    for (number, value) in options.iter() {
-        if NOT_PART_OF_THE_KEY.contains(&number) {
-            continue;
-        }
-        key.extend_from_slice(&number.0.to_be_bytes());
-        key.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        key.extend_from_slice(value);
-    }
 }
 
 #[cfg(test)]

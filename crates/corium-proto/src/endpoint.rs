@@ -603,7 +603,11 @@ impl<P: Peer> Endpoint<P> {
             .option(OptionNumber::BLOCK2)
             .and_then(BlockValue::decode);
         let unsafe_method = response_cache::is_unsafe_method(request.method);
-        let cache_key = response_cache::request_key(request.method, &request.options);
+        let cache_key = response_cache::request_key(
+            request.method,
+            &request.options,
+            response_cache::NOT_PART_OF_THE_KEY,
+        );
         if let (Some(b2), false) = (block2, multicast) {
             if b2.num > 0 {
                 let kept = self.response_cache.serve_block(

@@ -19,6 +19,7 @@
 //! carries Observe = 0 and stays open for notifications; one older than the newest seen
 //! (§3.4: the 24-bit comparison, or 128 seconds) is dropped inside the endpoint.
 
+use alloc::collections::VecDeque;
 use core::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +43,11 @@ const SEQ_HALF: u32 = 1 << 23;
 const FRESHNESS_WINDOW: Duration = Duration::from_secs(128);
 /// RFC 7641 §4.5: a notification is Confirmable at least once every 24 hours.
 const CON_AT_LEAST_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How many recent notification message IDs of a relation map back to it, so that a RST
+/// to an older Non-confirmable notification (one overtaken by newer ones while the RST
+/// was under way) still ends the relation (RFC 7641 §3.6, §4.2). Bounded: a peer cannot
+/// grow the index beyond this many entries per relation.
+const RECENT_MIDS: usize = 8;
 
 /// Identifies an observation relation this endpoint serves (one observer of one
 /// resource), returned by [`Endpoint::respond_observe`].
@@ -85,8 +91,9 @@ pub(super) struct Observation<P> {
     seq: u32,
     /// When the last Confirmable notification went out.
     last_con: Instant,
-    /// The message ID of the latest notification, mapped in `by_message_id`.
-    last_mid: Option<u16>,
+    /// The message IDs of the latest notifications (at most [`RECENT_MIDS`], newest
+    /// last), each mapped in `by_message_id`.
+    recent_mids: VecDeque<u16>,
     /// The Confirmable notification awaiting its ACK.
     in_flight: Option<Retransmission>,
     /// The newest state, waiting for `in_flight` (one slot: newest wins).
@@ -237,7 +244,7 @@ impl<P: Peer> Endpoint<P> {
                 token,
                 seq,
                 last_con: now,
-                last_mid: None,
+                recent_mids: VecDeque::new(),
                 in_flight: None,
                 queued: None,
                 closing: false,
@@ -323,10 +330,8 @@ impl<P: Peer> Endpoint<P> {
         if let Some(r) = o.in_flight {
             self.timers.remove(r.timer);
         }
-        if let Some(mid) = o.last_mid {
-            if self.by_message_id.get(&(o.peer.clone(), mid)) == Some(&Owner::Observation(id)) {
-                self.by_message_id.remove(&(o.peer, mid));
-            }
+        for mid in o.recent_mids {
+            self.forget_message_id(&o.peer, mid, Owner::Observation(id));
         }
     }
 
@@ -397,10 +402,12 @@ impl<P: Peer> Endpoint<P> {
             &response.options,
             &response.payload,
         );
-        if let Some(old) = o.last_mid.replace(mid) {
-            if self.by_message_id.get(&(peer.clone(), old)) == Some(&Owner::Observation(id)) {
-                self.by_message_id.remove(&(peer.clone(), old));
-            }
+        o.recent_mids.push_back(mid);
+        let old = (o.recent_mids.len() > RECENT_MIDS)
+            .then(|| o.recent_mids.pop_front())
+            .flatten();
+        if let Some(old) = old {
+            self.forget_message_id(&peer, old, Owner::Observation(id));
         }
         self.by_message_id
             .insert((peer.clone(), mid), Owner::Observation(id));

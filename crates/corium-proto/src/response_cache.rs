@@ -22,7 +22,7 @@ use crate::message::{Options, Response};
 use crate::time::Instant;
 
 /// Options that differ between the blocks of one transfer, or only describe it.
-const NOT_PART_OF_THE_KEY: &[OptionNumber] = &[
+pub(crate) const NOT_PART_OF_THE_KEY: &[OptionNumber] = &[
     OptionNumber::BLOCK1,
     OptionNumber::BLOCK2,
     OptionNumber::SIZE1,
@@ -38,12 +38,13 @@ pub(crate) fn is_unsafe_method(method: Code) -> bool {
     !matches!(method, Code::GET | Code::FETCH)
 }
 
-/// The key of a request: its method and identifying options.
-pub(crate) fn request_key(method: Code, options: &Options) -> Vec<u8> {
+/// The key of a block-wise transfer: the request's method and its options except those in
+/// `skip`, serialized so it can key a hash map.
+pub(crate) fn request_key(method: Code, options: &Options, skip: &[OptionNumber]) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
     key.push(method.0);
     for (number, value) in options.iter() {
-        if NOT_PART_OF_THE_KEY.contains(&number) {
+        if skip.contains(&number) {
             continue;
         }
         key.extend_from_slice(&number.0.to_be_bytes());
@@ -196,7 +197,8 @@ mod tests {
         let mut b = a.clone();
         b.push(OptionNumber::BLOCK2, vec![0x16]);
         b.push(OptionNumber::REQUEST_TAG, vec![1]);
-        assert_eq!(request_key(Code::POST, &a), request_key(Code::POST, &b));
-        assert_ne!(request_key(Code::POST, &a), request_key(Code::PUT, &a));
+        let key = |m, o| request_key(m, o, NOT_PART_OF_THE_KEY);
+        assert_eq!(key(Code::POST, &a), key(Code::POST, &b));
+        assert_ne!(key(Code::POST, &a), key(Code::PUT, &a));
     }
 }

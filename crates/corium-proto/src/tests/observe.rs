@@ -604,3 +604,26 @@ fn confirmable_at_least_daily() {
     );
     assert_eq!(payloads(&pair, req).last().unwrap(), b"n4");
 }
+
+/// RFC 7641 §3.6, §4.2: a RST to an older NON notification still ends the relation. With
+/// a notification every 5 ms and 10 ms latency, the RST for one arrives after several
+/// newer notifications went out.
+#[test]
+fn rst_to_older_non_notification_ends_relation() {
+    let (mut pair, req, obs) = registered(21);
+    pair.latency = Duration::from_millis(10);
+    // The client forgets the relation: it answers every notification with RST.
+    pair.client.cancel_request(pair.now, req);
+    let mut stopped = false;
+    for i in 0..200 {
+        let n = text(&alloc::format!("v{i}"));
+        if pair.server.notify(pair.now, obs, n, NON).is_err() {
+            stopped = true;
+            break;
+        }
+        pair.run_for(Duration::from_millis(5));
+    }
+    assert!(stopped, "the server kept notifying a client that RSTs");
+    assert_eq!(ended(&pair), vec![(obs, ObservationEndReason::Reset)]);
+    assert_eq!(pair.server.stats().observations, 0);
+}
