@@ -1,15 +1,18 @@
 //! `corium observe URI`: registers as an observer (RFC 7641 §3.1) and prints
 //! every notification: the payload rendered on stdout, one line per
-//! notification on stderr with the code and the Observe sequence number.
+//! notification on stderr with the time it arrived (RFC 3339, UTC), the code
+//! and the Observe sequence number, e.g.
+//! `2026-11-24T00:31:02.123Z 2.05 Content, Observe: 17`.
 //!
 //! It stops after `--count` notifications (the first response counts), after
 //! `--duration` seconds, when the server ends the observation (a response
-//! without Observe, or an error), or on Ctrl-C; then it deregisters with a
-//! GET carrying Observe = 1 (§3.6), waiting for the answer at most 2 s.
+//! without Observe, or an error), or on Ctrl-C. Unless the server ended it, it
+//! then deregisters actively with a GET carrying Observe = 1 and the same token
+//! (§3.6), waiting for the answer at most 2 s (a second Ctrl-C stops waiting).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use corium::{Client, Direction, Observation, OptionNumber, Response};
@@ -82,16 +85,31 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            result = print_notifications(observation, args.count) => result,
-            () = stop => Ok(EXIT_OK),
-            _ = tokio::signal::ctrl_c() => Ok(EXIT_OK),
+        let mut observation = observation;
+        // `biased`: the Ctrl-C handler is installed before the first line is printed.
+        let (exit, active) = tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => (EXIT_OK, true),
+            () = stop => (EXIT_OK, true),
+            result = print_notifications(&mut observation, args.count) => result?,
+        };
+        if active {
+            // RFC 7641 §3.6: deregister explicitly rather than wait for a RST.
+            tokio::select! {
+                _ = tokio::time::timeout(CANCEL_WAIT, observation.cancel()) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
         }
+        Ok(exit)
     })
 }
 
-/// Prints notifications until `count` is reached or the observation ends.
-async fn print_notifications(mut o: Observation, count: Option<u64>) -> Result<u8, Failure> {
+/// Prints notifications until `count` is reached (returns the exit code and `true`:
+/// the relation still stands) or the observation ends (`false`).
+async fn print_notifications(
+    o: &mut Observation,
+    count: Option<u64>,
+) -> Result<(u8, bool), Failure> {
     let mut seen = 0u64;
     let mut exit = EXIT_OK;
     while let Some(result) = o.next().await {
@@ -109,17 +127,46 @@ async fn print_notifications(mut o: Observation, count: Option<u64>) -> Result<u
         }
         seen += 1;
         if count.is_some_and(|n| seen >= n) {
-            // RFC 7641 §3.6: deregister explicitly rather than wait for a RST.
-            let _ = tokio::time::timeout(CANCEL_WAIT, o.cancel()).await;
-            return Ok(exit);
+            return Ok((exit, true));
         }
     }
-    Ok(exit)
+    Ok((exit, false))
 }
 
-/// One notification: `2.05 Content, Observe: 12` on stderr, the payload on stdout.
+/// `time` as RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T00:31:02.123Z`.
+fn rfc3339_utc(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of `days` days after 1970-01-01
+/// (H. Hinnant's `civil_from_days`, for non-negative day counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// One notification: `2026-11-24T00:31:02.123Z 2.05 Content, Observe: 12` on stderr,
+/// the payload on stdout.
 fn print_one(r: &Response) -> Result<(), Failure> {
-    let mut line = format!("{:?}", r.code);
+    let mut line = format!("{} {:?}", rfc3339_utc(SystemTime::now()), r.code);
     match r.options.get_uint(OptionNumber::OBSERVE) {
         Some(seq) => line.push_str(&format!(", Observe: {seq}")),
         None => line.push_str(", not observing"),
@@ -168,4 +215,22 @@ async fn connect(host: &str, port: u16, verbose: bool) -> Result<Client, Failure
         .bind(local)
         .await
         .map_err(|e| Failure::other(format!("cannot open a UDP socket on {local}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: u64) -> String {
+        rfc3339_utc(UNIX_EPOCH + Duration::from_millis(millis))
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(951_868_799_999), "2000-02-29T23:59:59.999Z");
+        assert_eq!(at(1_795_480_262_123), "2026-11-24T00:31:02.123Z");
+        assert_eq!(at(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+    }
 }

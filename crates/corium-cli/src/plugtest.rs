@@ -17,7 +17,9 @@
 //! | `/large-update` | GET / PUT a large representation |
 //! | `/large-create` | POST creates a large representation (2.01), GET reads it |
 //! | `/large-post` | POST with Block1 → 2.04 whose body (the upload, upper-cased) comes back with Block2 (RFC 7959 §2.7) |
-//! | `/obs` | the current UTC time, changing every 5 s; observable (RFC 7641), a notification every 5 s (rt="observe" obs) |
+//! | `/obs` | the current UTC time, changing every 5 s; observable (RFC 7641), a CON notification every 5 s (rt="observe" obs) |
+//! | `/obs-non` | the same with NON notifications |
+//! | `/obs-large` | observable and larger than one block: notifications carry block 0 and the client fetches the rest (RFC 7959 §2.6) |
 //! | `/echo` | any method: echoes payload and Content-Format |
 //!
 //! State (ETag, created resources) is shared across requests with
@@ -295,14 +297,23 @@ async fn obs_get(_ctx: RequestContext) -> Response {
     r
 }
 
-/// Notifies the observers of `/obs` at every 5-second boundary (RFC 7641 §4.2).
-/// Needs a tokio runtime; without one (unit tests) the resource is observable
-/// but never notifies.
-fn spawn_obs_ticker(obs: &Observable) {
+/// `/obs-large`: the `/obs` time and 1600 bytes that change with it, so every
+/// notification is larger than one block (RFC 7959 §2.6).
+async fn obs_large_get(ctx: RequestContext) -> Response {
+    let mut r = obs_get(ctx).await;
+    let stamp = String::from_utf8_lossy(&r.payload).into_owned();
+    let line = format!("{stamp} observable and larger than one block\n");
+    r.payload = line.repeat(1 + 1600 / line.len()).into_bytes();
+    r
+}
+
+/// Notifies the observers of the `/obs` resources at every 5-second boundary (RFC
+/// 7641 §4.2), each `(resource, confirmable)` as it asks. Needs a tokio runtime;
+/// without one (unit tests) the resources are observable but never notify.
+fn spawn_obs_ticker(observables: Vec<(Observable, bool)>) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let obs = obs.clone();
     handle.spawn(async move {
         loop {
             let now = SystemTime::now()
@@ -313,7 +324,13 @@ fn spawn_obs_ticker(obs: &Observable) {
                 .unwrap_or(OBS_PERIOD_SECS * 1000);
             // A little past the boundary, so that the handler sees the new tick.
             tokio::time::sleep(Duration::from_millis(wait + 10)).await;
-            obs.notify();
+            for (obs, confirmable) in &observables {
+                if *confirmable {
+                    obs.notify_confirmable();
+                } else {
+                    obs.notify();
+                }
+            }
         }
     });
 }
@@ -330,8 +347,12 @@ async fn echo(ctx: RequestContext) -> Response {
 /// The plugtest router (see the module documentation).
 pub(crate) fn router() -> Router {
     let state = Arc::new(State::new());
-    let obs = Observable::new();
-    spawn_obs_ticker(&obs);
+    let (obs, obs_non, obs_large) = (Observable::new(), Observable::new(), Observable::new());
+    spawn_obs_ticker(vec![
+        (obs.clone(), true),
+        (obs_non.clone(), false),
+        (obs_large.clone(), false),
+    ]);
 
     let validate = {
         let get_state = Arc::clone(&state);
@@ -593,6 +614,22 @@ pub(crate) fn router() -> Router {
                 .rt("observe")
                 .observable(&obs)
                 .title("Observable resource which changes every 5 seconds"),
+        )
+        .route(
+            "/obs-non",
+            Resource::new()
+                .get(obs_get)
+                .rt("observe")
+                .observable(&obs_non)
+                .title("Observable resource which changes every 5 seconds (NON notifications)"),
+        )
+        .route(
+            "/obs-large",
+            Resource::new()
+                .get(obs_large_get)
+                .rt("observe")
+                .observable(&obs_large)
+                .title("Large observable resource which changes every 5 seconds"),
         )
         .route(
             "/echo",

@@ -552,3 +552,22 @@ fn block_size_option() {
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
     assert!(out.stderr.contains("is not a block size"), "{out:?}");
 }
+
+/// RFC 7959 §2.6: `/obs-large` notifications are larger than one block; `corium observe`
+/// prints each whole representation (block 0 in the notification, the rest fetched).
+#[test]
+fn observe_large_notifications_are_whole() {
+    let server = Server::start();
+    let out = corium(&["observe", "--count", "2", &server.uri("/obs-large")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+    // Two representations of 27 identical 60-byte lines each.
+    assert_eq!(lines.len(), 54, "{out:?}");
+    assert!(lines
+        .iter()
+        .all(|l| l.ends_with("observable and larger than one block")));
+    assert!(
+        lines[0] != lines[53],
+        "the second is a newer state: {out:?}"
+    );
+}

@@ -170,6 +170,8 @@ enum TimerKind {
     DedupExpiry,
     /// Retransmit a Confirmable notification (RFC 7641 §4.5).
     NotifyRetransmit(u64),
+    /// Re-register an observation whose latest notification is stale (RFC 7641 §3.3.1).
+    ObserveRefresh(u64),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -1148,7 +1150,7 @@ impl<P: Peer> Endpoint<P> {
         )?;
         if options.observe {
             if let Some(ex) = self.clients.get_mut(&id.0) {
-                ex.observe = Some(ClientObserve::default());
+                ex.observe = Some(ClientObserve::new(request.clone(), timeout));
             }
         }
         Ok(id)
@@ -1423,6 +1425,9 @@ impl<P: Peer> Endpoint<P> {
         if let Some(t) = ex.deadline {
             self.timers.remove(t);
         }
+        if let Some(t) = ex.observe.as_ref().and_then(|o| o.refresh_timer()) {
+            self.timers.remove(t);
+        }
         match ex.state {
             ClientState::Queued(_) => {
                 if let Some(p) = self.peers.get_mut(&ex.peer) {
@@ -1596,6 +1601,7 @@ impl<P: Peer> Endpoint<P> {
                     self.arm_dedup_timer(now);
                 }
                 TimerKind::NotifyRetransmit(id) => self.notification_retransmit(now, id),
+                TimerKind::ObserveRefresh(id) => self.observe_refresh(now, id),
             }
         }
     }

@@ -18,6 +18,17 @@
 //! Client side: a request sent with [`RequestOptions::observe`](super::RequestOptions)
 //! carries Observe = 0 and stays open for notifications; one older than the newest seen
 //! (§3.4: the 24-bit comparison, or 128 seconds) is dropped inside the endpoint.
+//!
+//! Client re-registration (§3.3.1) lives here too, not in the async runtime: it needs
+//! the exchange's token, message-ID index, retransmission and deadline machinery, all of
+//! which the endpoint owns, and as a timer of the sans-IO core it is testable with the
+//! virtual clock. When the latest notification's Max-Age (default 60 s) has passed
+//! without a newer one, plus the random 5 to 15 s §3.3.1 asks for, the endpoint sends
+//! the registration again (same token, same options, a new message ID). The answer
+//! continues the relation; a timeout or RST ends the request with
+//! [`Event::RequestFailed`], and an answer without Observe (or with an error code) is
+//! its last response, followed by [`Event::RequestFinished`] (§3.2). The re-registration
+//! takes no NSTART slot: it continues an interaction the relation already stands for.
 
 use alloc::collections::VecDeque;
 use core::time::Duration;
@@ -27,13 +38,15 @@ use corium_wire::{Code, MessageType, OptionNumber};
 use hashbrown::HashMap;
 
 use super::{
-    Endpoint, Event, IncomingId, Owner, Peer, RequestId, Retransmission, TimerKind, Transmit,
+    ClientState, Endpoint, Event, IncomingId, Owner, Peer, RequestId, Retransmission, TimerKind,
+    Transmit,
 };
 use crate::blockwise;
 use crate::codec;
 use crate::error::{NotifyError, RespondError};
-use crate::message::{Response, Token};
+use crate::message::{Request, Response, Token};
 use crate::time::Instant;
+use crate::timer::TimerHandle;
 
 /// RFC 7641 §4.4: sequence numbers are 24 bits.
 const SEQ_MASK: u32 = 0x00ff_ffff;
@@ -48,6 +61,13 @@ const CON_AT_LEAST_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// was under way) still ends the relation (RFC 7641 §3.6, §4.2). Bounded: a peer cannot
 /// grow the index beyond this many entries per relation.
 const RECENT_MIDS: usize = 8;
+/// RFC 7252 §5.10.5: the Max-Age of a response without the option.
+const DEFAULT_MAX_AGE: u32 = 60;
+/// RFC 7641 §3.3.1: a client re-registers no sooner than 5 to 15 s (random) after the
+/// latest notification's Max-Age expired.
+const REREGISTER_WAIT_MIN: Duration = Duration::from_secs(5);
+/// See [`REREGISTER_WAIT_MIN`].
+const REREGISTER_WAIT_MAX: Duration = Duration::from_secs(15);
 
 /// Identifies an observation relation this endpoint serves (one observer of one
 /// resource), returned by [`Endpoint::respond_observe`].
@@ -147,11 +167,38 @@ impl<P: Peer> Observations<P> {
     }
 }
 
-/// Client-side state of an observe request (RFC 7641 §3.4).
-#[derive(Debug, Default)]
+/// Client-side state of an observe request (RFC 7641 §3.3.1, §3.4).
+#[derive(Debug)]
 pub(super) struct ClientObserve {
     /// The newest sequence number seen and when it arrived.
     newest: Option<(u32, Instant)>,
+    /// The registration as sent (Observe = 0), sent again to re-register (§3.3.1).
+    request: Request,
+    /// How long a re-registration may wait for its answer.
+    timeout: Duration,
+    /// Fires when the latest notification is no longer fresh (§3.3.1).
+    refresh: Option<TimerHandle>,
+    /// A re-registration is in flight: its answer is accepted whatever its sequence
+    /// number (the server may have restarted its count).
+    reregistering: bool,
+}
+
+impl ClientObserve {
+    /// The state of a registration `request` (carrying Observe = 0).
+    pub(super) fn new(request: Request, timeout: Duration) -> Self {
+        ClientObserve {
+            newest: None,
+            request,
+            timeout,
+            refresh: None,
+            reregistering: false,
+        }
+    }
+
+    /// The re-registration timer, to remove when the exchange ends.
+    pub(super) fn refresh_timer(&self) -> Option<TimerHandle> {
+        self.refresh
+    }
 }
 
 /// What to do with a response to a client exchange.
@@ -539,21 +586,104 @@ impl<P: Peer> Endpoint<P> {
         let Some(seq) = seq.filter(|_| response.code.is_success()) else {
             return Verdict::Last;
         };
-        if let Some((v1, t1)) = state.newest {
+        if let Some((v1, t1)) = state.newest.filter(|_| !state.reregistering) {
             if !is_fresh(v1, t1, seq, now) {
                 return Verdict::Stale;
             }
         }
-        let first = state.newest.is_none();
+        let first = state.newest.is_none() || state.reregistering;
         state.newest = Some((seq, now));
+        state.reregistering = false;
+        let old_refresh = state.refresh.take();
+        let multicast = ex.multicast;
+        if let Some(t) = old_refresh {
+            self.timers.remove(t);
+        }
         if first {
             // The relation stands: it has no deadline, and holds no NSTART slot (§4.7
             // counts outstanding interactions, not relations).
-            if let Some(t) = ex.deadline.take() {
+            if let Some(t) = self.clients.get_mut(&id).and_then(|ex| ex.deadline.take()) {
                 self.timers.remove(t);
             }
             self.release_slot(now, id);
         }
+        if !multicast {
+            // RFC 7641 §3.3.1: re-register once this notification is no longer fresh.
+            let max_age = response
+                .options
+                .get_uint(OptionNumber::MAX_AGE)
+                .unwrap_or(DEFAULT_MAX_AGE);
+            let wait = self.random_duration(REREGISTER_WAIT_MIN, REREGISTER_WAIT_MAX);
+            let at = now + Duration::from_secs(u64::from(max_age)) + wait;
+            let timer = self.timers.insert(at, TimerKind::ObserveRefresh(id));
+            if let Some(state) = self.clients.get_mut(&id).and_then(|ex| ex.observe.as_mut()) {
+                state.refresh = Some(timer);
+            }
+        }
         Verdict::Notification
+    }
+
+    /// The re-registration timer of client exchange `id` (RFC 7641 §3.3.1): the latest
+    /// notification is stale, so the registration goes out again with the same token and
+    /// options and a new message ID, under the request's timeout.
+    pub(super) fn observe_refresh(&mut self, now: Instant, id: u64) {
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(state) = ex.observe.as_mut() else {
+            return;
+        };
+        state.refresh = None;
+        let old_mid = match &ex.state {
+            ClientState::AwaitingResponse { message_id } => *message_id,
+            // Still retransmitting or not even sent: nothing to refresh yet.
+            ClientState::AwaitingAck(_) | ClientState::Queued(_) => return,
+        };
+        if ex.multicast || state.reregistering {
+            return;
+        }
+        let (peer, confirmable, timeout) = (ex.peer.clone(), ex.confirmable, state.timeout);
+        let Some(mid) = self.allocate_message_id(now, &peer) else {
+            // No message ID free towards this peer: try again after another wait.
+            let wait = self.random_duration(REREGISTER_WAIT_MIN, REREGISTER_WAIT_MAX);
+            let timer = self
+                .timers
+                .insert(now + wait, TimerKind::ObserveRefresh(id));
+            if let Some(state) = self.clients.get_mut(&id).and_then(|ex| ex.observe.as_mut()) {
+                state.refresh = Some(timer);
+            }
+            return;
+        };
+        self.forget_message_id(&peer, old_mid, Owner::Client(id));
+        let Some(ex) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(state) = ex.observe.as_mut() else {
+            return;
+        };
+        state.reregistering = true;
+        let ty = if confirmable {
+            MessageType::Confirmable
+        } else {
+            MessageType::NonConfirmable
+        };
+        let wire = codec::encode(
+            ty,
+            state.request.method,
+            mid,
+            ex.token.as_bytes(),
+            &state.request.options,
+            &state.request.payload,
+        );
+        let client_state = self.transmit_request(now, id, &peer, mid, confirmable, wire);
+        let deadline = self
+            .timers
+            .insert(now + timeout, TimerKind::ClientDeadline(id));
+        if let Some(ex) = self.clients.get_mut(&id) {
+            ex.state = client_state;
+            if let Some(old) = ex.deadline.replace(deadline) {
+                self.timers.remove(old);
+            }
+        }
     }
 }

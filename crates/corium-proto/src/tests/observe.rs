@@ -581,6 +581,12 @@ fn lossy_soak_sequence_only_moves_forward() {
 #[test]
 fn confirmable_at_least_daily() {
     let (mut pair, req, obs) = registered(18);
+    // Fresh for two days, so the client does not re-register in between (§3.3.1).
+    let text = |s: &str| {
+        let mut r = text(s);
+        r.options.set_uint(OptionNumber::MAX_AGE, 2 * 24 * 3600);
+        r
+    };
     pair.server.notify(pair.now, obs, text("n1"), NON).unwrap();
     pair.run_for(Duration::from_secs(3600));
     pair.server.notify(pair.now, obs, text("n2"), NON).unwrap();
@@ -626,4 +632,141 @@ fn rst_to_older_non_notification_ends_relation() {
     assert!(stopped, "the server kept notifying a client that RSTs");
     assert_eq!(ended(&pair), vec![(obs, ObservationEndReason::Reset)]);
     assert_eq!(pair.server.stats().observations, 0);
+}
+
+/// The tokens of the GET requests the client sent (each message ID once).
+fn client_get_tokens(pair: &Pair) -> Vec<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut tokens = Vec::new();
+    for (_, b) in pair.sent_by(CLIENT) {
+        let Ok(m) = Message::parse(&b) else { continue };
+        if m.code() == Code::GET && !seen.contains(&m.message_id()) {
+            seen.push(m.message_id());
+            tokens.push(m.token().to_vec());
+        }
+    }
+    tokens
+}
+
+/// RFC 7641 §3.3.1: when the latest notification's Max-Age (here the default 60 s)
+/// passes without a newer one, the client registers again with the same token and
+/// options, and the relation goes on with the answer.
+#[test]
+fn client_reregisters_after_max_age() {
+    let (mut pair, req, _obs) = registered(22);
+    let first = pair.server_requests[0].clone();
+    // 60 s of Max-Age plus at most 15 s of random wait (§3.3.1).
+    pair.run_for(Duration::from_secs(59));
+    assert_eq!(
+        pair.server_requests.len(),
+        1,
+        "no re-registration while fresh"
+    );
+    pair.run_for(Duration::from_secs(17));
+    let again = pair
+        .server_requests
+        .get(1)
+        .expect("the client registered again")
+        .clone();
+    let tokens = client_get_tokens(&pair);
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0], tokens[1], "same token");
+    assert_eq!(again.observe, Some(0));
+    assert_eq!(again.request.options, first.request.options, "same options");
+    let obs2 = pair
+        .server
+        .respond_observe(pair.now, again.id, text("v1"))
+        .expect("registered again");
+    pair.run_for(short());
+    assert_eq!(payloads(&pair, req), vec![b"v0".to_vec(), b"v1".to_vec()]);
+    // The relation goes on: a notification arrives, nothing failed or finished.
+    pair.server.notify(pair.now, obs2, text("v2"), NON).unwrap();
+    pair.run_for(short());
+    assert_eq!(payloads(&pair, req).last().unwrap(), b"v2");
+    assert!(pair.outcome(req).is_some());
+    assert!(!finished(&pair, req));
+    assert!(!pair
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::RequestFailed { .. })));
+}
+
+/// A notification with a Max-Age pushes the re-registration back (§3.3.1): no request
+/// while notifications keep coming.
+#[test]
+fn no_reregistration_while_notifications_arrive() {
+    let (mut pair, req, obs) = registered(23);
+    for i in 0..10 {
+        let mut n = text(&alloc::format!("v{i}"));
+        n.options.set_uint(OptionNumber::MAX_AGE, 30);
+        pair.server.notify(pair.now, obs, n, NON).unwrap();
+        pair.run_for(Duration::from_secs(30));
+    }
+    assert_eq!(pair.server_requests.len(), 1);
+    assert_eq!(responses(&pair, req).len(), 11);
+}
+
+/// A re-registration nobody answers ends the observation with an error (§3.3.1).
+#[test]
+fn failed_reregistration_ends_observation_with_error() {
+    let (mut pair, req, _obs) = registered(24);
+    // The server forgets everything: a fresh endpoint that never answers.
+    pair.server = crate::Endpoint::new(
+        EndpointConfig::default(),
+        Box::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(99)),
+    );
+    pair.run_for(Duration::from_secs(76 + 300));
+    assert_eq!(pair.server_requests.len(), 2, "one re-registration");
+    assert!(
+        pair.client_events.iter().any(|e| matches!(
+            e,
+            Event::RequestFailed { request, error: crate::RequestError::Timeout } if *request == req
+        )),
+        "{:?}",
+        pair.client_events
+    );
+    assert_eq!(pair.client.stats().client_exchanges, 0);
+}
+
+/// A re-registration answered without Observe ends the observation: the answer is the
+/// last response (§3.2).
+#[test]
+fn reregistration_answered_without_observe_ends_observation() {
+    let (mut pair, req, obs) = registered(25);
+    pair.server.end_observation(obs);
+    pair.run_for(Duration::from_secs(76));
+    let again = pair
+        .server_requests
+        .get(1)
+        .expect("re-registration")
+        .clone();
+    pair.server
+        .respond(pair.now, again.id, Response::new(Code::NOT_FOUND))
+        .unwrap();
+    pair.run_for(short());
+    assert!(finished(&pair, req));
+    assert_eq!(responses(&pair, req).last().unwrap().code, Code::NOT_FOUND);
+}
+
+/// A RST to the re-registration ends the observation with an error.
+#[test]
+fn reregistration_reset_ends_observation_with_error() {
+    let (mut pair, req, _obs) = registered(26);
+    pair.run_for(Duration::from_secs(76));
+    assert_eq!(client_get_tokens(&pair).len(), 2, "re-registration sent");
+    let (_, _, _, bytes) = pair
+        .wire
+        .iter()
+        .rev()
+        .find(|(_, from, _, _)| *from == CLIENT)
+        .expect("re-registration sent")
+        .clone();
+    let m = Message::parse(&bytes).unwrap();
+    assert_eq!(m.code(), Code::GET);
+    let rst = codec::empty(MessageType::Reset, m.message_id());
+    pair.inject(SERVER, CLIENT, &rst);
+    assert!(pair.client_events.iter().any(|e| matches!(
+        e,
+        Event::RequestFailed { request, error: crate::RequestError::Reset } if *request == req
+    )));
 }
