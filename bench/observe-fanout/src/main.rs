@@ -278,7 +278,7 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
     let control = opts.addr("control");
     let warmup = Duration::from_secs(opts.num("warmup", 1));
     let duration = Duration::from_secs(opts.num("duration", 10));
-    let window = opts.num("window", 10_000);
+    let window = opts.num("window", 0);
 
     let obs = Observable::new();
     let runs = Arc::new(AtomicU64::new(0));
@@ -316,6 +316,9 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
     let ctrl = Arc::new(UdpSocket::bind(control).await?);
     let received = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Notify::new());
+    // Settle, then the idle RSS (no relations) for the runtime's per-relation figure.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_idle = rss_bytes();
     println!("READY {bind} control {control}");
     let mut buf = [0u8; 256];
     let (len, client) = loop {
@@ -342,71 +345,93 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
         });
     }
     let observers = obs.observer_count() as u64;
+    let rss_observed = rss_bytes();
     eprintln!("server: {observers} observers registered (load process: {relations})");
 
-    let sent_before = sent.load(Ordering::Relaxed);
-    let mut slack = 0u64;
-    let mut stalls = 0u64;
-    let mut rounds = 0u64;
-    let notify_round = |slack: &mut u64, stalls: &mut u64| {
-        let (sent, received, obs, runs, ran, progress) =
-            (&sent, &received, &obs, &runs, &ran, &progress);
-        async move {
-            // Flow control: at most `window` notifications not yet reported received.
-            while window > 0 {
-                let out = sent.load(Ordering::Relaxed) - sent_before;
-                let outstanding = out.saturating_sub(received.load(Ordering::Relaxed) + *slack);
-                if outstanding <= window {
-                    break;
-                }
-                if tokio::time::timeout(Duration::from_millis(20), progress.notified())
-                    .await
-                    .is_err()
-                {
-                    // Lost datagrams are never reported: stop waiting for them.
-                    *slack = out.saturating_sub(received.load(Ordering::Relaxed));
-                    *stalls += 1;
-                }
-            }
-            let target = runs.load(Ordering::Relaxed) + 1;
-            obs.notify();
-            // One notify outstanding: wait until the driver ran the handler (and so
-            // queued every notification; it flushes them before the next command).
-            while runs.load(Ordering::Relaxed) < target {
-                if tokio::time::timeout(Duration::from_secs(5), ran.notified())
-                    .await
-                    .is_err()
-                {
-                    return Err::<(), BoxError>("handler not run within 5 s".into());
-                }
-            }
-            Ok(())
-        }
+    let mut n = Notifier {
+        sent_before: sent.load(Ordering::Relaxed),
+        sent: sent.clone(),
+        received,
+        progress,
+        obs,
+        runs,
+        ran,
+        window,
+        slack: 0,
+        stalls: 0,
     };
+    let mut rounds = 0u64;
     let start = StdInstant::now();
     while start.elapsed() < warmup {
-        notify_round(&mut slack, &mut stalls).await?;
+        n.round().await?;
     }
     ctrl.send_to(b"MARK", client).await?;
     let (t0, sent0) = (StdInstant::now(), sent.load(Ordering::Relaxed));
     while t0.elapsed() < duration {
-        notify_round(&mut slack, &mut stalls).await?;
+        n.round().await?;
         rounds += 1;
     }
     // Let the driver flush the last round before counting.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (secs, sent1) = (t0.elapsed().as_secs_f64(), sent.load(Ordering::Relaxed));
     ctrl.send_to(b"STOP", client).await?;
-    let total = sent1 - sent_before;
+    let (total, stalls) = (sent1 - n.sent_before, n.stalls);
     println!(
         "RESULT role=server observers={observers} rounds={rounds} sent={} secs={secs:.3} rate={:.0} \
-         total_sent={total} stalls={stalls} window={window}",
+         total_sent={total} stalls={stalls} window={window} rss_idle={rss_idle} \
+         rss_observed={rss_observed} rss_per_relation={:.0}",
         sent1 - sent0,
         (sent1 - sent0) as f64 / secs,
+        rss_observed.saturating_sub(rss_idle) as f64 / observers.max(1) as f64,
     );
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     Ok(())
+}
+
+/// Issues `Observable::notify` rounds, one at a time, under the clients' flow control.
+struct Notifier {
+    sent_before: u64,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    progress: Arc<Notify>,
+    obs: Observable,
+    runs: Arc<AtomicU64>,
+    ran: Arc<Notify>,
+    window: u64,
+    slack: u64,
+    stalls: u64,
+}
+
+impl Notifier {
+    /// One notification to every observer.
+    async fn round(&mut self) -> Result<(), BoxError> {
+        // Flow control: at most `window` notifications not yet reported received.
+        while self.window > 0 {
+            let out = self.sent.load(Ordering::Relaxed) - self.sent_before;
+            let received = self.received.load(Ordering::Relaxed);
+            if out.saturating_sub(received + self.slack) <= self.window {
+                break;
+            }
+            let wait = tokio::time::timeout(Duration::from_millis(20), self.progress.notified());
+            if wait.await.is_err() {
+                // Lost datagrams are never reported: stop waiting for them.
+                self.slack = out.saturating_sub(self.received.load(Ordering::Relaxed));
+                self.stalls += 1;
+            }
+        }
+        let target = self.runs.load(Ordering::Relaxed) + 1;
+        self.obs.notify();
+        // One notify outstanding: wait until the driver ran the handler (and so queued
+        // every notification; it flushes them before taking the next command).
+        while self.runs.load(Ordering::Relaxed) < target {
+            let wait = tokio::time::timeout(Duration::from_secs(5), self.ran.notified());
+            if wait.await.is_err() {
+                return Err("handler not run within 5 s".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -426,8 +451,8 @@ fn client_socket() -> std::io::Result<UdpSocket> {
 async fn clients(opts: &Opts) -> Result<(), BoxError> {
     let server = opts.addr("server");
     let control = opts.addr("control");
-    let sockets = opts.num("sockets", 50) as usize;
-    let per_socket = opts.num("per-socket", 200) as usize;
+    let sockets = opts.num("sockets", 100) as usize;
+    let per_socket = opts.num("per-socket", 100) as usize;
     let report = opts.num("report", 500).max(1);
     if per_socket > 65_536 {
         return Err("--per-socket at most 65 536".into());

@@ -149,6 +149,11 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let mut builder = Client::builder();
+    if !p.verbose {
+        if let Some(bar) = crate::progress::for_stderr() {
+            builder = builder.progress(bar);
+        }
+    }
     if let Some(szx) = p.block_szx {
         builder = builder.config(corium::EndpointConfig {
             max_block_szx: szx,

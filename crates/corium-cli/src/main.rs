@@ -18,6 +18,7 @@ mod client;
 mod format;
 mod observe;
 mod plugtest;
+mod progress;
 mod serve;
 mod trace;
 mod uri;

@@ -13,12 +13,14 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::{
-    aiocoap_python, coap_client_with_limit, corium_bin, run, AiocoapServer, CoriumServer,
-    LibcoapServer,
+    aiocoap_python, coap_client_with_limit, corium_bin, run, AiocoapServer, ChildGuard,
+    CoriumServer, LibcoapServer,
 };
 
 /// Observes `argv[1]` with aiocoap until `argv[2]` notifications arrived after the
@@ -188,4 +190,108 @@ fn aiocoap_observes_corium_obs() {
     assert_eq!(values.len(), 3, "{}\n{}", out.describe(), server.log());
     assert_increasing(&values, &out.describe());
     assert!(out.stdout.contains(" UTC"), "{}", out.describe());
+}
+
+/// Whether `line` starts with an RFC 3339 UTC timestamp with milliseconds,
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ `.
+fn has_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 25
+        && b[..24].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && b[24] == b' '
+}
+
+/// The token of a `-v` trace line (`token=0x...`).
+fn trace_token(line: &str) -> Option<&str> {
+    line.split(' ').find_map(|w| w.strip_prefix("token=0x"))
+}
+
+/// `corium observe -v` prints each notification with a timestamp, and Ctrl-C
+/// (SIGINT) deregisters actively: a GET with Observe = 1 and the registration's
+/// token (RFC 7641 §3.6), then a clean exit.
+#[test]
+fn corium_observe_timestamps_and_ctrl_c_deregisters() {
+    let server = CoriumServer::start();
+    let mut child = Command::new(corium_bin())
+        .args(["observe", "-v", &server.uri("/obs"), "--timeout", "10"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start corium observe");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut guard = ChildGuard::new(child, "corium observe");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let start = Instant::now();
+    // Wait for the first response's line, then press Ctrl-C.
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains(", Observe: ") && has_timestamp(l))
+    {
+        let left = Duration::from_secs(15).saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("no notification line:\n{}", lines.join("\n")),
+        }
+    }
+    let pid = guard.child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -INT {pid}");
+    let status = loop {
+        if let Some(status) = guard.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "corium observe did not exit after SIGINT:\n{}",
+            lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
+        lines.push(line);
+    }
+    let all = lines.join("\n");
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{all}\n{}",
+        server.log()
+    );
+    let sent_gets: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with('→') && l.contains(" GET"))
+        .collect();
+    let register = sent_gets
+        .iter()
+        .find(|l| l.contains("Observe: 0"))
+        .unwrap_or_else(|| panic!("no registration sent:\n{all}"));
+    let deregister = sent_gets
+        .iter()
+        .find(|l| l.contains("Observe: 1"))
+        .unwrap_or_else(|| panic!("Ctrl-C sent no GET with Observe = 1:\n{all}"));
+    assert_eq!(trace_token(register), trace_token(deregister), "{all}");
+    assert!(trace_token(register).is_some(), "{all}");
+    // Every notification line carries its timestamp.
+    for line in lines
+        .iter()
+        .filter(|l| l.contains(", Observe: ") && !l.starts_with(['→', '←']))
+    {
+        assert!(has_timestamp(line), "{line:?}\n{all}");
+    }
 }

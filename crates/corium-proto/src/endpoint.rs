@@ -148,7 +148,9 @@ pub struct RequestOptions {
     /// Observe = 0 and stays open for notifications, each an [`Event::Response`]; stale
     /// ones (§3.4) are dropped. It ends with [`Event::RequestFinished`] after a response
     /// without Observe or with an error code, or with [`Endpoint::cancel_request`]
-    /// (after which the next notification is answered with RST, §3.6).
+    /// (after which the next notification is answered with RST, §3.6). When the latest
+    /// notification's Max-Age passes, the request is sent again with the same token
+    /// (§3.3.1); if that gets no answer or a RST, it ends with [`Event::RequestFailed`].
     pub observe: bool,
 }
 

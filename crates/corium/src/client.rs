@@ -23,7 +23,21 @@ use crate::udp::{self, canonical, Family, V6Mode};
 pub struct ClientBuilder {
     config: EndpointConfig,
     trace: Option<TraceFn>,
+    progress: Option<ProgressFn>,
 }
+
+/// How far a block-wise transfer (RFC 7959) has come, for progress displays.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Whether the request body goes up (Block1) or the response comes down (Block2).
+    pub direction: Direction,
+    /// Bytes transferred so far.
+    pub done: usize,
+    /// The total, when known (the body being uploaded, or the server's Size2).
+    pub total: Option<usize>,
+}
+
+type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,6 +67,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Called after every block of a block-wise transfer (uploads report
+    /// [`Direction::Sent`], downloads [`Direction::Received`]), for a progress display.
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
     /// Binds to `addr` (e.g. `[::]:0`, dual-stack where the system allows it, or
     /// `0.0.0.0:0`) and starts the driver task. Must be called within a tokio runtime.
     pub async fn bind(self, addr: SocketAddr) -> io::Result<Client> {
@@ -77,6 +98,7 @@ impl ClientBuilder {
                 default_timeout,
                 ping_timeout,
                 block_szx,
+                progress: self.progress,
                 next_key: AtomicU64::new(0),
             }),
         })
@@ -93,6 +115,8 @@ struct Inner {
     /// Block size (as SZX) of uploads and of downloads this client asks for: the
     /// configuration's `max_block_szx`, at most 6 (1024 bytes) over UDP.
     block_szx: u8,
+    /// The progress callback, if any.
+    progress: Option<ProgressFn>,
     next_key: AtomicU64,
 }
 
@@ -302,6 +326,12 @@ impl Client {
         let mut whole = first;
         whole.options.remove(OptionNumber::BLOCK2);
         let mut szx = block.szx;
+        // RFC 7959 §4: Size2 in the first block announces the total.
+        let total = whole
+            .options
+            .get_uint(OptionNumber::SIZE2)
+            .map(|n| n as usize);
+        self.report(Direction::Received, whole.payload.len(), total);
         loop {
             if whole.payload.len() > MAX_REASSEMBLED_BODY {
                 return Err(Error::new(Kind::Blockwise(
@@ -336,6 +366,7 @@ impl Client {
                 return Ok(Blocks::Changed);
             }
             whole.payload.extend_from_slice(&part.payload);
+            self.report(Direction::Received, whole.payload.len(), total);
             if !got.more {
                 return Ok(Blocks::Complete(whole));
             }
@@ -385,6 +416,7 @@ impl Client {
                 );
             }
             let response = self.send_one(peer, part, options.clone()).await?;
+            self.report(Direction::Sent, end, Some(body.len()));
             if !more || response.code != Code::CONTINUE {
                 // The final response, or an error (4.08, 4.13, ...) that ends the upload.
                 return Ok(response);
@@ -406,6 +438,16 @@ impl Client {
                     "the server acknowledged a block that was not sent",
                 )));
             }
+        }
+    }
+
+    fn report(&self, direction: Direction, done: usize, total: Option<usize>) {
+        if let Some(progress) = &self.inner.progress {
+            progress(Progress {
+                direction,
+                done,
+                total,
+            });
         }
     }
 

@@ -71,7 +71,7 @@ mod server;
 mod udp;
 mod well_known;
 
-pub use client::{Client, ClientBuilder, RequestBuilder};
+pub use client::{Client, ClientBuilder, Progress, RequestBuilder};
 pub use driver::Direction;
 pub use error::Error;
 pub use observe::{Observable, Observation};

@@ -15,6 +15,10 @@
 //! (stale ones are dropped by the endpoint, §3.4). Dropping it forgets the relation, so
 //! the next notification is answered with a Reset (passive cancel, §3.6);
 //! [`Observation::cancel`] deregisters actively with a GET carrying Observe = 1.
+//! When the latest notification's Max-Age (default 60 s) passes without a newer one, the
+//! endpoint registers again with the same token and options (§3.3.1, 5 to 15 s later);
+//! its answer continues the stream, and a timeout or Reset ends it with an error from
+//! [`next`](Observation::next).
 //!
 //! Conditional attributes (draft-ietf-core-conditional-attributes-12) in the query of a
 //! registration shape what each observer gets: `c.pmin` / `c.pmax` (least / most time

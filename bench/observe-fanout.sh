@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Observe (RFC 7641) notification fan-out: server memory per relation and
+# notifications per second. Both measurements use `bench/observe-fanout`
+# (release build); see bench/README.md.
+#
+#   memory   in-process, sans-IO: one corium-proto Endpoint registers N relations
+#            (raw CON GET Observe=0 datagrams, answered with respond_observe);
+#            VmRSS growth / N after registering, after one NON notification each,
+#            and after EXCHANGE_LIFETIME (dedup entries expired). Run for
+#            one relation per peer and for 100 peers, each with the default dedup
+#            limit and with the dedup cache capped at 64 entries (relation state only).
+#   fanout   over loopback UDP: `observe-fanout server` (corium runtime, one
+#            observable resource, one socket) pinned to CPU BENCH_SERVER_CPU (0);
+#            `observe-fanout clients` (BENCH_SOCKETS sockets x BENCH_PER_SOCKET
+#            observations, a separate process) pinned to CPU BENCH_CLIENT_CPU (1).
+#            The server calls Observable::notify back to back (one outstanding) for
+#            BENCH_DURATION seconds after BENCH_WARMUP; sent = NON notifications the
+#            server put on the wire, received = counted by the clients.
+#
+# Environment (defaults in brackets):
+#   BENCH_RELATIONS [100000] BENCH_SOCKETS [100] BENCH_PER_SOCKET [100]
+#   BENCH_DURATION [10] BENCH_WARMUP [1] BENCH_WINDOW [0: open loop; else at most this
+#   many notifications not yet reported received by the clients]
+#   BENCH_PORT_BASE [56850] BENCH_PIN [auto] BENCH_SERVER_CPU [0] BENCH_CLIENT_CPU [1]
+#   BENCH_NO_BUILD [0] BENCH_OUT [bench/results/observe-fanout.md]
+#
+# Each peer has 65 536 message IDs per EXCHANGE_LIFETIME (247 s): a round uses
+# BENCH_PER_SOCKET of them per client socket, so keep
+# (BENCH_WARMUP + BENCH_DURATION) * rounds/s * BENCH_PER_SOCKET well below 65 536
+# (the endpoint skips notifications beyond that; they are then not counted as sent).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+RELATIONS="${BENCH_RELATIONS:-100000}"
+SOCKETS="${BENCH_SOCKETS:-100}"
+PER_SOCKET="${BENCH_PER_SOCKET:-100}"
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-1}"
+WINDOW="${BENCH_WINDOW:-0}"
+PORT_BASE="${BENCH_PORT_BASE:-56850}"
+PIN="${BENCH_PIN:-auto}"
+SERVER_CPU="${BENCH_SERVER_CPU:-0}"
+CLIENT_CPU="${BENCH_CLIENT_CPU:-1}"
+OUT="${BENCH_OUT:-$REPO/bench/results/observe-fanout.md}"
+
+die() {
+    echo "observe-fanout.sh: ERROR: $*" >&2
+    exit 1
+}
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    echo "observe-fanout.sh: cargo build --release -p observe-fanout" >&2
+    cargo build --release -q -p observe-fanout >&2 || die "release build failed"
+fi
+BIN="$TARGET_DIR/release/observe-fanout"
+[ -x "$BIN" ] || die "$BIN not found"
+
+SERVER_PIN=()
+CLIENT_PIN=()
+PIN_NOTE="not pinned"
+if [ "$PIN" != 0 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+    SERVER_PIN=(taskset -c "$SERVER_CPU")
+    CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+    PIN_NOTE="server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (taskset)"
+elif [ "$PIN" = 1 ]; then
+    die "BENCH_PIN=1 but taskset is missing or fewer than 2 CPUs"
+fi
+
+LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/corium-observe.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+kv() { # KEY LINE -> value of KEY=value in LINE
+    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -1
+}
+mib() { awk -v b="${1:-0}" 'BEGIN { printf "%.1f MiB\n", b / 1048576 }'; }
+
+# --- memory ----------------------------------------------------------------------
+MEM_ROWS=()
+run_memory() { # LABEL PEERS [extra args]
+    local label="$1" peers="$2"
+    shift 2
+    local log="$LOGDIR/memory-$peers${1:+-capped}.log" line
+    echo "observe-fanout.sh: memory --relations $RELATIONS --peers $peers $*" >&2
+    "${SERVER_PIN[@]}" "$BIN" memory --relations "$RELATIONS" --peers "$peers" "$@" >"$log" 2>&1 ||
+        die "memory run failed: $(tail -3 "$log")"
+    line="$(grep '^RESULT ' "$log" | tail -1)"
+    MEM_ROWS+=("| $label | $(kv relations "$line") | $(kv peers "$line") | $(kv dedup_registered "$line") | $(mib "$(kv rss_before "$line")") | $(mib "$(kv rss_expired "$line")") | $(kv per_rel_registered "$line") | $(kv per_rel_notified "$line") | $(kv per_rel_expired "$line") |")
+}
+run_memory "one peer per relation" "$RELATIONS"
+run_memory "one peer per relation, dedup capped" "$RELATIONS" --dedup-cap 64
+run_memory "100 peers" 100
+run_memory "100 peers, dedup capped" 100 --dedup-cap 64
+
+# --- fan-out ---------------------------------------------------------------------
+port=$((PORT_BASE + 1))
+cport=$((PORT_BASE + 2))
+echo "observe-fanout.sh: fanout: $SOCKETS sockets x $PER_SOCKET observations, ${DURATION}s" >&2
+"${SERVER_PIN[@]}" "$BIN" server --bind "127.0.0.1:$port" --control "127.0.0.1:$cport" \
+    --warmup "$WARMUP" --duration "$DURATION" --window "$WINDOW" >"$LOGDIR/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do
+    grep -q '^READY' "$LOGDIR/server.log" 2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited early: $(tail -5 "$LOGDIR/server.log")"
+    sleep 0.1
+done
+grep -q '^READY' "$LOGDIR/server.log" || die "server not ready within 10 s"
+timeout $((WARMUP + DURATION + 60)) "${CLIENT_PIN[@]}" "$BIN" clients --server "127.0.0.1:$port" \
+    --control "127.0.0.1:$cport" --sockets "$SOCKETS" --per-socket "$PER_SOCKET" \
+    >"$LOGDIR/clients.log" 2>&1 || die "clients failed: $(tail -5 "$LOGDIR/clients.log")"
+wait "$SERVER_PID" || die "server failed: $(tail -5 "$LOGDIR/server.log")"
+SERVER_PID=""
+S="$(grep '^RESULT ' "$LOGDIR/server.log" | tail -1)"
+C="$(grep '^RESULT ' "$LOGDIR/clients.log" | tail -1)"
+[ -n "$S" ] && [ -n "$C" ] || die "missing RESULT lines (logs in $LOGDIR)"
+loss="$(awk -v s="$(kv total_sent "$S")" -v r="$(kv total_received "$C")" 'BEGIN {
+    if (s + 0 == 0) print "n/a"; else printf "%.2f %%\n", 100 * (s - r) / s }')"
+
+if commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)"; then
+    git -C "$REPO" diff --quiet HEAD 2>/dev/null || commit="$commit (dirty)"
+else
+    commit="none"
+fi
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# Observe fan-out (loopback)"
+    echo
+    echo "- date: $(date -u +%FT%TZ), commit: $commit"
+    echo "- machine: $(nproc) CPUs (${cpu:-unknown}), $(uname -sr)"
+    echo "- pinning: $PIN_NOTE"
+    echo
+    echo "## Memory per relation (sans-IO endpoint, VmRSS growth / relations)"
+    echo
+    echo "| case | relations | peers | dedup entries | RSS before | RSS after | B/rel registered | B/rel + 1 notification | B/rel after EXCHANGE_LIFETIME |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${MEM_ROWS[@]}"
+    echo
+    echo "## Notification fan-out (corium runtime server, one observable resource)"
+    echo
+    echo "| observers | client sockets | rounds | sent/s (server) | received/s (clients) | sent | received | loss | server RSS idle → observed | B/relation (runtime) |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| $(kv observers "$S") | $SOCKETS | $(kv rounds "$S") | $(kv rate "$S") | $(kv rate "$C") | $(kv total_sent "$S") | $(kv total_received "$C") | $loss | $(mib "$(kv rss_idle "$S")") → $(mib "$(kv rss_observed "$S")") | $(kv rss_per_relation "$S") |"
+    echo
+    echo "Targets (issue): ≥ 100 000 notifications/s, ≤ 256 B per relation."
+    echo
+    echo "- fan-out: ${WARMUP}s warm-up then ${DURATION}s measured; window $WINDOW (0 = open loop)."
+    echo "- sent/s counts NON notifications the server's driver put on the wire (trace hook);"
+    echo "  received/s is the clients' count over the same MARK..STOP interval; loss over the whole run."
+    echo "- B/relation (runtime) = server VmRSS with the observers registered minus idle VmRSS,"
+    echo "  per observer; includes the registrations' deduplication entries (RFC 7252 §4.5)."
+    echo "- Logs: $LOGDIR"
+} | tee "$OUT"
