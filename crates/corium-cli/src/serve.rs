@@ -30,32 +30,39 @@ fn init_logging(default_level: &str) {
         .try_init();
 }
 
-/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Installs the Ctrl-C (SIGINT) and SIGTERM handlers now, and returns a future that
+/// resolves when either signal arrives. Installing before the server announces itself
+/// means a signal sent right after the "serving" line is never missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot listen for {name}: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = wait(int, "Ctrl-C") => tracing::info!("Ctrl-C received, shutting down"),
+                () = wait(term, "SIGTERM") => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
 
@@ -121,11 +128,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        let shutdown = shutdown_signal();
         // The first stdout line; println! flushes at the newline.
         println!("corium serving coap on {bound}");
         tracing::info!("serving the plugtest resources on {bound}");
         server
-            .run_until(shutdown_signal())
+            .run_until(shutdown)
             .await
             .map_err(|e| Failure::other(format!("server failed: {e}")))?;
         tracing::info!("stopped");
