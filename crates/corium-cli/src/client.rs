@@ -134,20 +134,8 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
     })
 }
 
-/// Resolves the destination and opens a client socket of the same address
-/// family (`0.0.0.0:0` for IPv4 peers, `[::]:0` for IPv6).
+/// Opens the client for a prepared request: progress bar on terminals, `-b`, `-v`.
 async fn connect(p: &Prepared) -> Result<Client, Failure> {
-    let mut addrs = tokio::net::lookup_host((p.host.as_str(), p.port))
-        .await
-        .map_err(|e| Failure::usage(format!("cannot resolve host {:?}: {e}", p.host)))?;
-    let first = addrs
-        .next()
-        .ok_or_else(|| Failure::usage(format!("host {:?} has no address", p.host)))?;
-    let local: SocketAddr = if first.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
     let mut builder = Client::builder();
     if !p.verbose {
         if let Some(bar) = crate::progress::for_stderr() {
@@ -160,7 +148,29 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
             ..Default::default()
         });
     }
-    if p.verbose {
+    bind_for(builder, &p.host, p.port, p.verbose).await
+}
+
+/// Resolves the destination and binds `builder` to a socket of the same address family
+/// (`0.0.0.0:0` for IPv4 peers, `[::]:0` for IPv6); with `verbose`, every datagram is
+/// dissected on stderr.
+pub(crate) async fn bind_for(
+    mut builder: corium::ClientBuilder,
+    host: &str,
+    port: u16,
+    verbose: bool,
+) -> Result<Client, Failure> {
+    let first = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Failure::usage(format!("cannot resolve host {host:?}: {e}")))?
+        .next()
+        .ok_or_else(|| Failure::usage(format!("host {host:?} has no address")))?;
+    let local: SocketAddr = if first.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    if verbose {
         builder = builder.trace(|direction, peer, bytes| {
             let sent = matches!(direction, Direction::Sent);
             eprintln!("{}", crate::trace::dissect(sent, peer, bytes));

@@ -11,11 +11,10 @@
 //! (§3.6), waiting for the answer at most 2 s (a second Ctrl-C stops waiting).
 
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use corium::{Client, Direction, Observation, OptionNumber, Response};
+use corium::{Client, Observation, OptionNumber, Response};
 
 use crate::format::{hex_dump, render_payload, Rendered};
 use crate::{
@@ -61,7 +60,9 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
         .build()
         .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
-        let client = connect(&target.host, target.port, args.verbose).await?;
+        let client =
+            crate::client::bind_for(Client::builder(), &target.host, target.port, args.verbose)
+                .await?;
         let mut req = client.request(corium::Code::GET, &args.uri);
         if let Some(cf) = accept {
             req = req.accept(cf);
@@ -190,31 +191,6 @@ fn print_one(r: &Response) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::other(format!("cannot write to stdout: {e}"))),
     }
-}
-
-/// Resolves the destination and opens a client socket of its address family.
-async fn connect(host: &str, port: u16, verbose: bool) -> Result<Client, Failure> {
-    let first = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| Failure::usage(format!("cannot resolve host {host:?}: {e}")))?
-        .next()
-        .ok_or_else(|| Failure::usage(format!("host {host:?} has no address")))?;
-    let local: SocketAddr = if first.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let mut builder = Client::builder();
-    if verbose {
-        builder = builder.trace(|direction, peer, bytes| {
-            let sent = matches!(direction, Direction::Sent);
-            eprintln!("{}", crate::trace::dissect(sent, peer, bytes));
-        });
-    }
-    builder
-        .bind(local)
-        .await
-        .map_err(|e| Failure::other(format!("cannot open a UDP socket on {local}: {e}")))
 }
 
 #[cfg(test)]
