@@ -94,7 +94,8 @@ run_memory() { # LABEL PEERS [extra args]
     echo "observe-fanout.sh: memory --relations $RELATIONS --peers $peers $*" >&2
     "${SERVER_PIN[@]}" "$BIN" memory --relations "$RELATIONS" --peers "$peers" "$@" >"$log" 2>&1 ||
         die "memory run failed: $(tail -3 "$log")"
-    line="$(grep '^RESULT ' "$log" | tail -1)"
+    line="$(grep '^RESULT ' "$log" | tail -1 || true)"
+    [ -n "$line" ] || die "no RESULT line in $log"
     MEM_ROWS+=("| $label | $(kv relations "$line") | $(kv peers "$line") | $(kv dedup_registered "$line") | $(mib "$(kv rss_before "$line")") | $(mib "$(kv rss_expired "$line")") | $(kv per_rel_registered "$line") | $(kv per_rel_notified "$line") | $(kv per_rel_expired "$line") |")
 }
 run_memory "one peer per relation" "$RELATIONS"
@@ -120,9 +121,11 @@ timeout $((WARMUP + DURATION + 60)) "${CLIENT_PIN[@]}" "$BIN" clients --server "
     >"$LOGDIR/clients.log" 2>&1 || die "clients failed: $(tail -5 "$LOGDIR/clients.log")"
 wait "$SERVER_PID" || die "server failed: $(tail -5 "$LOGDIR/server.log")"
 SERVER_PID=""
-S="$(grep '^RESULT ' "$LOGDIR/server.log" | tail -1)"
-C="$(grep '^RESULT ' "$LOGDIR/clients.log" | tail -1)"
-[ -n "$S" ] && [ -n "$C" ] || die "missing RESULT lines (logs in $LOGDIR)"
+S="$(grep '^RESULT ' "$LOGDIR/server.log" | tail -1 || true)"
+C="$(grep '^RESULT ' "$LOGDIR/clients.log" | tail -1 || true)"
+if [ -z "$S" ] || [ -z "$C" ]; then
+    die "missing RESULT lines (logs in $LOGDIR)"
+fi
 loss="$(awk -v s="$(kv total_sent "$S")" -v r="$(kv total_received "$C")" 'BEGIN {
     if (s + 0 == 0) print "n/a"; else printf "%.2f %%\n", 100 * (s - r) / s }')"
 

@@ -1,6 +1,6 @@
 //! Observe (RFC 7641) fan-out benchmark.
 //!
-//! Subcommands (see `bench/observe-fanout.sh` and `bench/README.md`):
+//! Subcommands (driven by `bench/observe-fanout.sh`; results in `BENCHMARKS.md`):
 //!
 //! - `memory [--relations N] [--peers P] [--dedup-cap C]`: in-process and sans-IO. One
 //!   server [`Endpoint`] registers N relations (RFC 7641 §4.1) from P fake peers, fed as
@@ -169,12 +169,14 @@ fn memory(opts: &Opts) -> Result<(), BoxError> {
     if per_peer > 65_536 {
         return Err("more than 65 536 relations per peer (message IDs)".into());
     }
-    let mut config = EndpointConfig::default();
-    config.max_observations = n;
-    config.max_observations_per_peer = per_peer;
-    config.max_peers = config.max_peers.max(peers);
-    config.max_dedup_entries =
-        opts.num("dedup-cap", config.max_dedup_entries.max(n) as u64) as usize;
+    let default = EndpointConfig::default();
+    let config = EndpointConfig {
+        max_observations: n,
+        max_observations_per_peer: per_peer,
+        max_peers: default.max_peers.max(peers),
+        max_dedup_entries: opts.num("dedup-cap", default.max_dedup_entries.max(n) as u64) as usize,
+        ..default
+    };
     let lifetime = config.transmission.exchange_lifetime();
     let mut ep: Endpoint<SocketAddr> = Endpoint::new(config, Box::new(StdRng::seed_from_u64(7)));
     let peer = |i: usize| {
@@ -295,9 +297,11 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
 
     let sent = Arc::new(AtomicU64::new(0));
     let s = sent.clone();
-    let mut config = EndpointConfig::default();
-    config.max_observations = 1_000_000;
-    config.max_observations_per_peer = 100_000;
+    let config = EndpointConfig {
+        max_observations: 1_000_000,
+        max_observations_per_peer: 100_000,
+        ..EndpointConfig::default()
+    };
     let server = Server::builder()
         .config(config)
         .trace(move |dir, _peer, data| {

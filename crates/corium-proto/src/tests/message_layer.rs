@@ -861,3 +861,44 @@ fn response_to_a_queued_request_is_rejected() {
         "rejected with RST"
     );
 }
+
+/// Bad block options over UDP: SZX 7 (BERT, RFC 8323 only) is treated as the largest UDP
+/// size, a block number past the end gets 4.02, a Block1 with M=1 that never continues is
+/// dropped after its timeout; nothing panics or stays behind.
+#[test]
+fn bad_block_options_are_answered_and_bounded() {
+    let mut pair = Pair::default_pair(31);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| {
+        Some((
+            Duration::ZERO,
+            Response::with_payload(Code::CONTENT, vec![b'b'; 3000]),
+        ))
+    });
+    // GET with Block2 NUM 1 SZX 7: offset 1024, served in 1024-byte blocks.
+    let mut req = get("/b");
+    req.options.push(OptionNumber::BLOCK2, vec![0x1f]);
+    let id = pair.send(req, con());
+    pair.run_for(Duration::from_secs(1));
+    let r = pair.response(id);
+    assert_eq!(r.payload.len(), 1024);
+    assert_eq!(r.options.get(OptionNumber::BLOCK2), Some(&[0x1e][..]));
+    // Block2 NUM 200: past the end.
+    let mut req = get("/b");
+    req.options.push(OptionNumber::BLOCK2, vec![0xc8, 0x06]);
+    let id = pair.send(req, con());
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.response(id).code, Code::BAD_OPTION);
+    // A Block1 upload that never finishes.
+    let mut req = Request::new(Code::PUT);
+    req.set_path("/b");
+    req.options.push(OptionNumber::BLOCK1, vec![0x0e]); // NUM 0, M, SZX 6
+    req.payload = vec![0; 1024];
+    let id = pair.send(req, con());
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.response(id).code, Code::CONTINUE);
+    assert_eq!(pair.server.stats().block1_transfers, 1);
+    pair.run_for(Duration::from_secs(300));
+    let stats = pair.server.stats();
+    assert_eq!((stats.block1_transfers, stats.cached_responses), (0, 0));
+    assert_eq!(stats.timers, 0);
+}
