@@ -2,7 +2,7 @@
 //!
 //! Subcommands (driven by `bench/observe-fanout.sh`; results in `BENCHMARKS.md`):
 //!
-//! - `memory [--relations N] [--peers P] [--dedup-cap C]`: in-process and sans-IO. One
+//! - `memory [--relations N] [--peers P] [--dedup-cap C] [--rounds R]`: in-process and sans-IO. One
 //!   server [`Endpoint`] registers N relations (RFC 7641 §4.1) from P fake peers, fed as
 //!   raw CON GET Observe=0 datagrams and answered with [`Endpoint::respond_observe`];
 //!   prints the growth of `VmRSS` per relation at three points: right after registering
@@ -60,7 +60,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: observe-fanout memory [--relations N] [--peers P] [--dedup-cap C]\n\
+        "usage: observe-fanout memory [--relations N] [--peers P] [--dedup-cap C] [--rounds R]\n\
          \x20      observe-fanout server --bind ADDR --control ADDR [--warmup S] [--duration S] [--window N]\n\
          \x20      observe-fanout clients --server ADDR --control ADDR [--sockets K] [--per-socket M] [--report N]"
     );
@@ -163,6 +163,7 @@ fn drain(
 }
 
 fn memory(opts: &Opts) -> Result<(), BoxError> {
+    let rounds = opts.num("rounds", 8);
     let n = opts.num("relations", 100_000) as usize;
     let peers = opts.num("peers", n as u64).max(1) as usize;
     let per_peer = n.div_ceil(peers);
@@ -209,18 +210,23 @@ fn memory(opts: &Opts) -> Result<(), BoxError> {
 
     // One NON notification to every relation (RFC 7641 §4.2): per-peer message-ID
     // state and each relation's last message ID are now in use, as in steady state.
-    now += Duration::from_millis(1);
+    // `rounds` notifications per relation: the endpoint remembers the message IDs of a
+    // relation's recent notifications (to match a RST to any of them), so steady state
+    // is reached only after several rounds.
     let mut notify_failed = 0u64;
-    for (i, id) in ids[..next].iter().enumerate() {
-        let response = Response::with_payload(Code::CONTENT, "1");
-        if ep
-            .notify(now, *id, response, NotifyOptions { confirmable: false })
-            .is_err()
-        {
-            notify_failed += 1;
-        }
-        if i % 64 == 63 {
-            while ep.poll_transmit().is_some() {}
+    for _ in 0..rounds {
+        now += Duration::from_millis(1);
+        for (i, id) in ids[..next].iter().enumerate() {
+            let response = Response::with_payload(Code::CONTENT, "1");
+            if ep
+                .notify(now, *id, response, NotifyOptions { confirmable: false })
+                .is_err()
+            {
+                notify_failed += 1;
+            }
+            if i % 64 == 63 {
+                while ep.poll_transmit().is_some() {}
+            }
         }
     }
     drain(&mut ep, now, &mut [], &mut 0);
@@ -245,7 +251,7 @@ fn memory(opts: &Opts) -> Result<(), BoxError> {
         per(after_register)
     );
     println!(
-        "  after one notification each: RSS {after_notify} B, {:.0} B/relation; {stats_notify:?}",
+        "  after {rounds} notifications each: RSS {after_notify} B, {:.0} B/relation; {stats_notify:?}",
         per(after_notify)
     );
     println!(

@@ -525,7 +525,12 @@ impl<P: Peer> Endpoint<P> {
                     });
                 }
                 Some(Owner::Observation(id)) => self.notification_reset(id),
-                None => {}
+                // A RST to an older notification of a relation (RFC 7641 §3.6).
+                None => {
+                    if let Some(id) = self.observations.by_recent_mid(&peer, mid) {
+                        self.notification_reset(id);
+                    }
+                }
             },
         }
     }

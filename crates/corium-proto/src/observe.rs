@@ -30,7 +30,8 @@
 //! its last response, followed by [`Event::RequestFinished`] (§3.2). The re-registration
 //! takes no NSTART slot: it continues an interaction the relation already stands for.
 
-use alloc::collections::VecDeque;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::time::Duration;
 
 use bytes::Bytes;
@@ -56,10 +57,12 @@ const SEQ_HALF: u32 = 1 << 23;
 const FRESHNESS_WINDOW: Duration = Duration::from_secs(128);
 /// RFC 7641 §4.5: a notification is Confirmable at least once every 24 hours.
 const CON_AT_LEAST_EVERY: Duration = Duration::from_secs(24 * 3600);
-/// How many recent notification message IDs of a relation map back to it, so that a RST
-/// to an older Non-confirmable notification (one overtaken by newer ones while the RST
-/// was under way) still ends the relation (RFC 7641 §3.6, §4.2). Bounded: a peer cannot
-/// grow the index beyond this many entries per relation.
+/// How many recent notification message IDs a relation remembers, so that a RST to an
+/// older Non-confirmable notification (one overtaken by newer ones while the RST was
+/// under way) still ends the relation (RFC 7641 §3.6, §4.2). They are kept inline, 2
+/// bytes each, and searched among the peer's relations when a RST matches nothing in the
+/// endpoint's message-ID index, which holds only the Confirmable notification awaiting
+/// its ACK: a relation costs no index entry most of the time.
 const RECENT_MIDS: usize = 8;
 /// RFC 7252 §5.10.5: the Max-Age of a response without the option.
 const DEFAULT_MAX_AGE: u32 = 60;
@@ -111,13 +114,16 @@ pub(super) struct Observation<P> {
     seq: u32,
     /// When the last Confirmable notification went out.
     last_con: Instant,
-    /// The message IDs of the latest notifications (at most [`RECENT_MIDS`], newest
-    /// last), each mapped in `by_message_id`.
-    recent_mids: VecDeque<u16>,
+    /// The message IDs of the latest notifications, oldest first, `recent_len` of
+    /// them; only a Confirmable one awaiting its ACK is mapped in `by_message_id`.
+    recent_mids: [u16; RECENT_MIDS],
+    recent_len: u8,
     /// The Confirmable notification awaiting its ACK.
-    in_flight: Option<Retransmission>,
+    /// Boxed, like `queued`: most relations have neither most of the time, and a
+    /// relation's size is what bounds how many observers fit in memory.
+    in_flight: Option<Box<Retransmission>>,
     /// The newest state, waiting for `in_flight` (one slot: newest wins).
-    queued: Option<Queued>,
+    queued: Option<Box<Queued>>,
     /// A final (error) notification is in flight; the relation is already off the list.
     closing: bool,
 }
@@ -127,7 +133,8 @@ pub(super) struct Observation<P> {
 pub(super) struct Observations<P> {
     map: HashMap<u64, Observation<P>>,
     by_key: HashMap<(P, Token), u64>,
-    per_peer: HashMap<P, usize>,
+    /// The relations of each peer (at most `max_observations_per_peer`).
+    per_peer: HashMap<P, Vec<u64>>,
 }
 
 impl<P: Peer> Observations<P> {
@@ -157,12 +164,42 @@ impl<P: Peer> Observations<P> {
         let key = (o.peer.clone(), o.token.clone());
         if self.by_key.get(&key) == Some(&id) {
             self.by_key.remove(&key);
-            if let Some(n) = self.per_peer.get_mut(&key.0) {
-                *n -= 1;
-                if *n == 0 {
+            if let Some(ids) = self.per_peer.get_mut(&key.0) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
                     self.per_peer.remove(&key.0);
                 }
             }
+        }
+    }
+
+    /// The relation of `peer` that recently sent a notification with `mid`.
+    pub(super) fn by_recent_mid(&self, peer: &P, mid: u16) -> Option<u64> {
+        self.per_peer.get(peer)?.iter().copied().find(|id| {
+            self.map
+                .get(id)
+                .is_some_and(|o| o.recent_mids[..usize::from(o.recent_len)].contains(&mid))
+        })
+    }
+}
+
+impl<P> Observation<P> {
+    /// The newest notification's message ID.
+    fn newest_mid(&self) -> Option<u16> {
+        usize::from(self.recent_len)
+            .checked_sub(1)
+            .map(|i| self.recent_mids[i])
+    }
+
+    /// Remembers a notification's message ID, forgetting the oldest beyond
+    /// [`RECENT_MIDS`].
+    fn remember_mid(&mut self, mid: u16) {
+        if usize::from(self.recent_len) == RECENT_MIDS {
+            self.recent_mids.rotate_left(1);
+            self.recent_mids[RECENT_MIDS - 1] = mid;
+        } else {
+            self.recent_mids[usize::from(self.recent_len)] = mid;
+            self.recent_len += 1;
         }
     }
 }
@@ -258,7 +295,7 @@ impl<P: Peer> Endpoint<P> {
         let replaced = self.observations.by_key.get(&key).copied();
         let (total, mine) = (
             self.observations.len() - usize::from(replaced.is_some()),
-            self.observations.per_peer.get(&peer).copied().unwrap_or(0)
+            self.observations.per_peer.get(&peer).map_or(0, Vec::len)
                 - usize::from(replaced.is_some()),
         );
         if total >= self.config.max_observations || mine >= self.config.max_observations_per_peer {
@@ -291,14 +328,19 @@ impl<P: Peer> Endpoint<P> {
                 token,
                 seq,
                 last_con: now,
-                recent_mids: VecDeque::new(),
+                recent_mids: [0; RECENT_MIDS],
+                recent_len: 0,
                 in_flight: None,
                 queued: None,
                 closing: false,
             },
         );
         self.observations.by_key.insert(key, obs);
-        *self.observations.per_peer.entry(peer).or_insert(0) += 1;
+        self.observations
+            .per_peer
+            .entry(peer)
+            .or_default()
+            .push(obs);
         Ok(ObservationId(obs))
     }
 
@@ -336,7 +378,7 @@ impl<P: Peer> Endpoint<P> {
         };
         o.closing = last;
         let send_now = if o.in_flight.is_some() {
-            o.queued = Some(queued);
+            o.queued = Some(Box::new(queued));
             None
         } else {
             Some(queued)
@@ -374,10 +416,10 @@ impl<P: Peer> Endpoint<P> {
         let Some(o) = self.observations.map.remove(&id) else {
             return;
         };
-        if let Some(r) = o.in_flight {
+        if let Some(r) = &o.in_flight {
             self.timers.remove(r.timer);
         }
-        for mid in o.recent_mids {
+        if let Some(mid) = o.newest_mid() {
             self.forget_message_id(&o.peer, mid, Owner::Observation(id));
         }
     }
@@ -449,15 +491,17 @@ impl<P: Peer> Endpoint<P> {
             &response.options,
             &response.payload,
         );
-        o.recent_mids.push_back(mid);
-        let old = (o.recent_mids.len() > RECENT_MIDS)
-            .then(|| o.recent_mids.pop_front())
-            .flatten();
-        if let Some(old) = old {
+        let previous = o.newest_mid();
+        o.remember_mid(mid);
+        if let Some(old) = previous {
             self.forget_message_id(&peer, old, Owner::Observation(id));
         }
-        self.by_message_id
-            .insert((peer.clone(), mid), Owner::Observation(id));
+        // Only a Confirmable notification is indexed: its ACK must find the relation.
+        // A RST to any recent notification is found through the peer's relations.
+        if confirmable {
+            self.by_message_id
+                .insert((peer.clone(), mid), Owner::Observation(id));
+        }
         self.transmits.push_back(Transmit {
             peer: peer.clone(),
             payload: wire.clone(),
@@ -474,13 +518,13 @@ impl<P: Peer> Endpoint<P> {
             let timer = self
                 .timers
                 .insert(now + timeout, TimerKind::NotifyRetransmit(id));
-            o.in_flight = Some(Retransmission {
+            o.in_flight = Some(Box::new(Retransmission {
                 message_id: mid,
                 wire,
                 sent,
                 timeout,
                 timer,
-            });
+            }));
         } else if o.closing {
             self.drop_observation(id);
         }
@@ -495,8 +539,13 @@ impl<P: Peer> Endpoint<P> {
             return;
         };
         self.timers.remove(r.timer);
+        let peer = o.peer.clone();
+        self.forget_message_id(&peer, mid, Owner::Observation(id));
+        let Some(o) = self.observations.map.get_mut(&id) else {
+            return;
+        };
         if let Some(next) = o.queued.take() {
-            self.transmit_notification(now, id, next, None);
+            self.transmit_notification(now, id, *next, None);
         } else if o.closing {
             self.drop_observation(id);
         }
@@ -525,7 +574,7 @@ impl<P: Peer> Endpoint<P> {
         if let Some(next) = o.queued.take() {
             let (sent, timeout) = (r.sent, r.timeout);
             o.in_flight = None;
-            self.transmit_notification(now, id, next, Some((sent, timeout)));
+            self.transmit_notification(now, id, *next, Some((sent, timeout)));
             return;
         }
         r.sent += 1;
