@@ -36,7 +36,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -150,14 +150,23 @@ impl Observable {
     }
 }
 
-/// One registered observer, as the driver keeps it to run the handler again.
-struct Relation {
+/// What the observers that registered with the same request share: the resource, its
+/// handler, the request and its conditional attributes. Kept once, not once per
+/// observer, so a relation costs the runtime only its peer and condition state.
+struct Registration {
     observable: Observable,
     handler: Arc<dyn Handler>,
-    peer: SocketAddr,
     request: Request,
     params: Params,
     conditions: Conditions,
+    /// Its key in [`Observers::shared`].
+    key: Vec<u8>,
+}
+
+/// One registered observer, as the driver keeps it to run the handler again.
+struct Relation {
+    shared: Arc<Registration>,
+    peer: SocketAddr,
     state: ConditionState,
 }
 
@@ -167,6 +176,30 @@ pub(crate) struct Observers {
     /// Registrations whose handler has not answered yet.
     registering: HashMap<IncomingId, Relation>,
     relations: HashMap<ObservationId, Relation>,
+    /// The registrations in use, by resource and request.
+    shared: HashMap<Vec<u8>, Weak<Registration>>,
+}
+
+/// The key of a registration: the resource and everything of the request the handler
+/// sees (method, options, payload, path parameters).
+fn registration_key(observable: &Observable, request: &Request, params: &Params) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(&observable.inner.id.to_be_bytes());
+    key.push(request.method.0);
+    for (number, value) in request.options.iter() {
+        key.extend_from_slice(&number.0.to_be_bytes());
+        key.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        key.extend_from_slice(value);
+    }
+    key.extend_from_slice(&(request.payload.len() as u32).to_be_bytes());
+    key.extend_from_slice(&request.payload);
+    for (name, value) in params {
+        for part in [name.as_bytes(), value.as_bytes()] {
+            key.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            key.extend_from_slice(part);
+        }
+    }
+    key
 }
 
 impl Observers {
@@ -184,23 +217,42 @@ impl Observers {
         request: Request,
         params: Params,
     ) -> Option<Response> {
-        let conditions = match Conditions::parse(&request) {
-            Ok(c) => c,
-            Err(why) => return Some(Response::with_payload(Code::BAD_REQUEST, why)),
+        let key = registration_key(&observable, &request, &params);
+        let shared = match self.shared.get(&key).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let conditions = match Conditions::parse(&request) {
+                    Ok(c) => c,
+                    Err(why) => return Some(Response::with_payload(Code::BAD_REQUEST, why)),
+                };
+                let shared = Arc::new(Registration {
+                    observable,
+                    handler,
+                    request,
+                    params,
+                    conditions,
+                    key: key.clone(),
+                });
+                self.shared.insert(key, Arc::downgrade(&shared));
+                shared
+            }
         };
         self.registering.insert(
             id,
             Relation {
-                observable,
-                handler,
+                shared,
                 peer,
-                request,
-                params,
-                conditions,
                 state: ConditionState::default(),
             },
         );
         None
+    }
+
+    /// Drops a relation, and its shared registration with the last one.
+    fn release(&mut self, relation: Relation) {
+        if Arc::strong_count(&relation.shared) == 1 {
+            self.shared.remove(&relation.shared.key);
+        }
     }
 
     /// Answers a request; registers the observer when it asked to be one. Gives the
@@ -219,17 +271,17 @@ impl Observers {
         let sample = Sample::of(&response);
         match endpoint.respond_observe(now, id, response) {
             Ok(obs) => {
-                relation.observable.subscribe(tx);
-                relation
-                    .observable
-                    .inner
-                    .observers
-                    .fetch_add(1, Ordering::Relaxed);
+                let observable = &relation.shared.observable;
+                observable.subscribe(tx);
+                observable.inner.observers.fetch_add(1, Ordering::Relaxed);
                 relation.state.reported(TokioInstant::now(), sample);
                 relation.schedule(obs, tx);
                 self.relations.insert(obs, relation);
             }
-            Err(err) => tracing::debug!(?id, %err, "observe registration not kept"),
+            Err(err) => {
+                tracing::debug!(?id, %err, "observe registration not kept");
+                self.release(relation);
+            }
         }
         None
     }
@@ -237,7 +289,12 @@ impl Observers {
     /// The endpoint ended a relation (RST, timeout, deregistration, replacement).
     pub(crate) fn ended(&mut self, obs: ObservationId) {
         if let Some(r) = self.relations.remove(&obs) {
-            r.observable.inner.observers.fetch_sub(1, Ordering::Relaxed);
+            r.shared
+                .observable
+                .inner
+                .observers
+                .fetch_sub(1, Ordering::Relaxed);
+            self.release(r);
         }
     }
 
@@ -251,21 +308,22 @@ impl Observers {
         options: NotifyOptions,
         tx: &mpsc::UnboundedSender<Command>,
     ) {
-        let mut groups: Vec<(Vec<ObservationId>, &Relation)> = Vec::new();
+        // Observers of one registration share its handler run (grouped by the shared
+        // registration itself, so this is linear in the observers).
+        let mut groups: HashMap<*const Registration, (Vec<ObservationId>, &Relation)> =
+            HashMap::new();
         for (obs, r) in &self.relations {
-            if r.observable.inner.id != observable {
+            if r.shared.observable.inner.id != observable {
                 continue;
             }
-            match groups
-                .iter_mut()
-                .find(|(_, g)| g.request == r.request && g.params == r.params)
-            {
-                Some((ids, _)) => ids.push(*obs),
-                None => groups.push((vec![*obs], r)),
-            }
+            groups
+                .entry(Arc::as_ptr(&r.shared))
+                .or_insert_with(|| (Vec::new(), r))
+                .0
+                .push(*obs);
         }
         let mut ready = Vec::new();
-        for (ids, r) in groups {
+        for (ids, r) in groups.into_values() {
             if let Some(ready_now) = r.run(ids, options, true, tx) {
                 ready.push(ready_now);
             }
@@ -318,7 +376,7 @@ impl Observers {
                 continue;
             }
             let options = NotifyOptions {
-                confirmable: options.confirmable || r.conditions.con,
+                confirmable: options.confirmable || r.shared.conditions.con,
             };
             let result = endpoint.notify(now, obs, response.clone(), options);
             if last || result.is_err() {
@@ -343,9 +401,10 @@ impl Relation {
         change: bool,
         tx: &mpsc::UnboundedSender<Command>,
     ) -> Option<(Vec<ObservationId>, Response)> {
-        let mut ctx = RequestContext::new(self.peer, self.request.clone());
-        ctx.params = self.params.clone();
-        let mut fut = CatchUnwind::Start(self.handler.clone(), Some(ctx));
+        let shared = &self.shared;
+        let mut ctx = RequestContext::new(self.peer, shared.request.clone());
+        ctx.params = shared.params.clone();
+        let mut fut = CatchUnwind::Start(shared.handler.clone(), Some(ctx));
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut fut).poll(&mut cx) {
             Poll::Ready(response) => Some((ids, response_or_500(response))),
@@ -368,7 +427,7 @@ impl Relation {
     /// Whether a notification with `sample` goes out now (the draft's Appendix A
     /// logic); defers it to the end of c.pmin when that is what holds it back.
     fn should_send(&mut self, now: TokioInstant, sample: Option<Sample>, change: bool) -> bool {
-        let c = &self.conditions;
+        let c = &self.shared.conditions;
         let st = &mut self.state;
         let elapsed = st.last_sent.map_or(Duration::MAX, |t| now - t);
         let pmax_due = c.pmax.is_some_and(|p| elapsed >= p);
@@ -405,7 +464,7 @@ impl Relation {
     /// Arms the relation's one timer at the earliest of: the end of c.pmin when a
     /// notification waits for it, c.pmax after the last notification, c.epmax from now.
     fn schedule(&mut self, obs: ObservationId, tx: &mpsc::UnboundedSender<Command>) {
-        let c = &self.conditions;
+        let c = &self.shared.conditions;
         let st = &mut self.state;
         if let Some(t) = st.timer.take() {
             t.abort();
@@ -794,14 +853,50 @@ mod tests {
 
     fn relation(query: &str) -> Relation {
         Relation {
-            observable: Observable::new(),
-            handler: Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) }),
+            shared: Arc::new(Registration {
+                observable: Observable::new(),
+                handler: Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) }),
+                request: Request::new(Code::GET),
+                params: Vec::new(),
+                conditions: conditions(query).unwrap(),
+                key: Vec::new(),
+            }),
             peer: "127.0.0.1:1".parse().unwrap(),
-            request: Request::new(Code::GET),
-            params: Vec::new(),
-            conditions: conditions(query).unwrap(),
             state: ConditionState::default(),
         }
+    }
+
+    /// Observers registering with the same request share one registration; it goes
+    /// with the last of them.
+    #[test]
+    fn identical_registrations_are_shared() {
+        let mut observers = Observers::default();
+        let observable = Observable::new();
+        let handler: Arc<dyn Handler> =
+            Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) });
+        let mut request = Request::new(Code::GET);
+        request.set_path("/obs");
+        for (id, port) in [(1, 1000), (2, 1001)] {
+            let peer = SocketAddr::from(([127, 0, 0, 1], port));
+            let refused = observers.registration(
+                IncomingId(id),
+                observable.clone(),
+                handler.clone(),
+                peer,
+                request.clone(),
+                Vec::new(),
+            );
+            assert!(refused.is_none());
+        }
+        let a = &observers.registering[&IncomingId(1)].shared;
+        let b = &observers.registering[&IncomingId(2)].shared;
+        assert!(Arc::ptr_eq(a, b));
+        assert_eq!(observers.shared.len(), 1);
+        for id in [1, 2] {
+            let r = observers.registering.remove(&IncomingId(id)).unwrap();
+            observers.release(r);
+        }
+        assert!(observers.shared.is_empty());
     }
 
     #[test]
