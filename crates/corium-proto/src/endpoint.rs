@@ -194,6 +194,22 @@ struct Retransmission {
     timer: TimerHandle,
 }
 
+impl Retransmission {
+    /// Schedules the next retransmission, the timeout doubled (RFC 7252 §4.2), and
+    /// returns the datagram to send again.
+    fn again(
+        &mut self,
+        now: Instant,
+        timers: &mut TimerQueue<TimerKind>,
+        kind: TimerKind,
+    ) -> Bytes {
+        self.sent += 1;
+        self.timeout = self.timeout.saturating_mul(2);
+        self.timer = timers.insert(now + self.timeout, kind);
+        self.wire.clone()
+    }
+}
+
 #[derive(Debug)]
 enum ClientState {
     /// Waiting for an NSTART slot; encoded with message ID 0.
@@ -1629,14 +1645,10 @@ impl<P: Peer> Endpoint<P> {
             });
             return;
         }
-        r.sent += 1;
-        r.timeout = r.timeout.saturating_mul(2);
-        r.timer = self
-            .timers
-            .insert(now + r.timeout, TimerKind::ClientRetransmit(id));
+        let payload = r.again(now, &mut self.timers, TimerKind::ClientRetransmit(id));
         self.transmits.push_back(Transmit {
             peer: ex.peer.clone(),
-            payload: r.wire.clone(),
+            payload,
         });
     }
 
@@ -1679,14 +1691,10 @@ impl<P: Peer> Endpoint<P> {
             });
             return;
         }
-        r.sent += 1;
-        r.timeout = r.timeout.saturating_mul(2);
-        r.timer = self
-            .timers
-            .insert(now + r.timeout, TimerKind::ServerRetransmit(id));
+        let payload = r.again(now, &mut self.timers, TimerKind::ServerRetransmit(id));
         self.transmits.push_back(Transmit {
             peer: ex.peer.clone(),
-            payload: r.wire.clone(),
+            payload,
         });
     }
 

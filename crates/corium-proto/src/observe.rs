@@ -577,14 +577,10 @@ impl<P: Peer> Endpoint<P> {
             self.transmit_notification(now, id, *next, Some((sent, timeout)));
             return;
         }
-        r.sent += 1;
-        r.timeout = r.timeout.saturating_mul(2);
-        r.timer = self
-            .timers
-            .insert(now + r.timeout, TimerKind::NotifyRetransmit(id));
+        let payload = r.again(now, &mut self.timers, TimerKind::NotifyRetransmit(id));
         self.transmits.push_back(Transmit {
             peer: o.peer.clone(),
-            payload: r.wire.clone(),
+            payload,
         });
     }
 
