@@ -10,61 +10,9 @@ use corium::{
     RequestOptions, Resource, Response, Router, Server, TransmissionParameters,
 };
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// Generous upper bound so that a hang fails the test instead of blocking CI.
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    fn uri(&self, path: &str) -> String {
-        format!("coap://{}{}", self.addr, path)
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(LIMIT, self.task)
-            .await
-            .expect("shutdown finished in time")
-            .expect("server task")
-            .expect("server result");
-    }
-}
-
-async fn start_with(config: EndpointConfig, router: Router) -> Running {
-    let server = Server::builder()
-        .config(config)
-        .bind(&["127.0.0.1:0".parse().unwrap()], router)
-        .await
-        .expect("bind server");
-    let addr = server.local_addrs()[0];
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-async fn start(router: Router) -> Running {
-    start_with(EndpointConfig::default(), router).await
-}
-
-async fn client() -> Client {
-    Client::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("bind client")
-}
+mod common;
+use common::{client, start, start_with, LIMIT};
 
 fn text(code: Code, s: impl Into<String>) -> Response {
     let mut r = Response::with_payload(code, s.into().into_bytes());

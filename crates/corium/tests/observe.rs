@@ -1,65 +1,15 @@
 //! Observe (RFC 7641) over loopback: `Observable` resources and `Client::observe`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use corium::{
-    Client, Code, Observable, Observation, OptionNumber, RequestContext, Resource, Response,
-    Router, Server,
+    Code, Observable, Observation, OptionNumber, RequestContext, Resource, Response, Router,
 };
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// Generous upper bound so that a hang fails the test instead of blocking CI.
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    fn uri(&self, path: &str) -> String {
-        format!("coap://{}{}", self.addr, path)
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(LIMIT, self.task)
-            .await
-            .expect("shutdown finished in time")
-            .expect("server task")
-            .expect("server result");
-    }
-}
-
-async fn start(router: Router) -> Running {
-    let server = Server::builder()
-        .bind(&["127.0.0.1:0".parse().unwrap()], router)
-        .await
-        .expect("bind server");
-    let addr = server.local_addrs()[0];
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-async fn client() -> Client {
-    Client::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("bind client")
-}
+mod common;
+use common::{client, start, Running, LIMIT};
 
 /// A counter resource: GET returns the state; `calls` counts GET handler runs. A state
 /// of 99 makes the handler answer 4.04.
