@@ -58,27 +58,11 @@ fi
 BIN="$TARGET_DIR/release/observe-fanout"
 [ -x "$BIN" ] || die "$BIN not found"
 
-SERVER_PIN=()
-CLIENT_PIN=()
-PIN_NOTE="not pinned"
-if [ "$PIN" != 0 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-    SERVER_PIN=(taskset -c "$SERVER_CPU")
-    CLIENT_PIN=(taskset -c "$CLIENT_CPU")
-    PIN_NOTE="server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (taskset)"
-elif [ "$PIN" = 1 ]; then
-    die "BENCH_PIN=1 but taskset is missing or fewer than 2 CPUs"
-fi
-
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+pin_cpus "$PIN" "$SERVER_CPU" "$CLIENT_CPU" "clients"
 LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/corium-observe.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_server_on_exit
 
 kv() { # KEY LINE -> value of KEY=value in LINE
     tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -1

@@ -83,27 +83,11 @@ case " $SERVERS " in
 esac
 
 # --- pinning -------------------------------------------------------------------
-SERVER_PIN=()
-CLIENT_PIN=()
-PIN_NOTE="not pinned"
-if [ "$PIN" != 0 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-    SERVER_PIN=(taskset -c "$SERVER_CPU")
-    CLIENT_PIN=(taskset -c "$CLIENT_CPU")
-    PIN_NOTE="server on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU (taskset)"
-elif [ "$PIN" = 1 ]; then
-    die "BENCH_PIN=1 but taskset is missing or fewer than 2 CPUs"
-fi
-
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+pin_cpus "$PIN" "$SERVER_CPU" "$CLIENT_CPU" "load generator"
 LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/corium-bench.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_server_on_exit
 
 # True when something listens on UDP port $1 (IPv4 or IPv6), from /proc/net.
 udp_bound() {
@@ -146,7 +130,7 @@ run_server() {
     udp_bound "$port" || {
         echo "peers.sh: [$name] did not bind UDP $port within 10 s" >&2
         FAILED=1
-        cleanup
+        stop_server
         SERVER_PID=""
         return 0
     }
@@ -180,8 +164,7 @@ run_server() {
         OK[$name]="$(kv ok "$line")"
         LOST[$name]="$(kv lost "$line")"
     fi
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    stop_server
     SERVER_PID=""
 }
 
