@@ -171,9 +171,9 @@ pub(crate) async fn bind_for(
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     if verbose {
-        builder = builder.trace(|direction, peer, bytes| {
+        builder = builder.trace_framed(|direction, peer, framing, bytes| {
             let sent = matches!(direction, Direction::Sent);
-            eprintln!("{}", crate::trace::dissect(sent, peer, bytes));
+            eprintln!("{}", crate::trace::dissect(sent, peer, framing, bytes));
         });
     }
     builder

@@ -1,10 +1,11 @@
-//! `corium serve`: the plugtest resources on one or more UDP sockets.
+//! `corium serve`: the plugtest resources on one or more UDP sockets, and over
+//! TCP (RFC 8323 `coap+tcp`) on the same addresses and ports.
 //!
 //! Logging goes through `tracing` to stderr: the level comes from `RUST_LOG`
 //! when it is set, else `info` (`debug` with `-v`). Once every socket is
-//! bound, one line goes to stdout, `corium serving coap on ADDR[, ADDR…]`,
-//! naming the actual addresses (port 0 resolved), so that scripts and tests
-//! can learn the port. With `-v`, every datagram is also logged (at debug
+//! bound, two lines go to stdout, `corium serving coap on ADDR[, ADDR…]` and
+//! `corium serving coap+tcp on ADDR[, ADDR…]`, naming the actual addresses
+//! (port 0 resolved), so that scripts and tests can learn the port. With `-v`, every datagram is also logged (at debug
 //! level) as a one-line dissection. Ctrl-C or SIGTERM stops the server
 //! cleanly.
 
@@ -83,12 +84,12 @@ async fn bind(
         config.max_cached_response_bytes = config.max_cached_response_bytes.max(max);
     }
     let builder = || {
-        let b = Server::builder().config(config.clone());
+        let b = Server::builder().config(config.clone()).tcp(true);
         if verbose {
             // `-v`: every datagram dissected at debug level.
-            b.trace(|direction, peer, bytes| {
+            b.trace_framed(|direction, peer, framing, bytes| {
                 let sent = matches!(direction, corium::Direction::Sent);
-                tracing::debug!("{}", crate::trace::dissect(sent, peer, bytes));
+                tracing::debug!("{}", crate::trace::dissect(sent, peer, framing, bytes));
             })
         } else {
             b
@@ -128,9 +129,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        let tcp = server
+            .tcp_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let shutdown = shutdown_signal();
-        // The first stdout line; println! flushes at the newline.
-        println!("corium serving coap on {bound}");
+        // The first stdout lines, in one write so that a reader that stops after the
+        // first line never leaves the second one to a closed pipe; a closed stdout is
+        // no reason to stop serving.
+        {
+            use std::io::Write as _;
+            let lines =
+                format!("corium serving coap on {bound}\ncorium serving coap+tcp on {tcp}\n");
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
+        }
         tracing::info!("serving the plugtest resources on {bound}");
         server
             .run_until(shutdown)

@@ -12,16 +12,26 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use corium::wire::{Code, Message, OptionFormat, OptionNumber};
+use corium::wire::{
+    Code, Framing, Message, OptionFormat, OptionNumber, StreamMessage, MAX_EXTENDED_TOKEN_LEN,
+};
 
 /// Payload bytes shown in a dissection before it is cut short.
 const PAYLOAD_PREVIEW: usize = 64;
 
 /// Renders one datagram as a single line; `sent` selects the arrow
 /// (`→` sent to `peer`, `←` received from it).
-pub(crate) fn dissect(sent: bool, peer: SocketAddr, bytes: &[u8]) -> String {
+pub(crate) fn dissect(
+    sent: bool,
+    peer: SocketAddr,
+    framing: Option<Framing>,
+    bytes: &[u8],
+) -> String {
     let arrow = if sent { '→' } else { '←' };
     let mut out = format!("{arrow} {peer} ");
+    if let Some(framing) = framing {
+        return dissect_stream(out, framing, bytes);
+    }
     let msg = match Message::parse(bytes) {
         Ok(msg) => msg,
         Err(e) => {
@@ -53,6 +63,49 @@ pub(crate) fn dissect(sent: bool, peer: SocketAddr, bytes: &[u8]) -> String {
         out.push_str(if first { " " } else { ", " });
         first = false;
         push_option(&mut out, opt.number, opt.value);
+    }
+    let payload = msg.payload();
+    if !payload.is_empty() {
+        out.push_str(" | ");
+        push_payload(&mut out, payload);
+    }
+    out
+}
+
+/// A message of a reliable transport (RFC 8323 §3.2): no type, no message ID;
+/// signaling options (7.xx) are numbered per signal and shown by number.
+fn dissect_stream(mut out: String, framing: Framing, bytes: &[u8]) -> String {
+    let msg = match StreamMessage::parse(framing, bytes, MAX_EXTENDED_TOKEN_LEN) {
+        Ok(msg) => msg,
+        Err(e) => {
+            let _ = write!(out, "malformed message ({} bytes): {e}", bytes.len());
+            return out;
+        }
+    };
+    let code = msg.code();
+    match code.name() {
+        Some(name) if code.is_request() || code.class() == 7 => out.push_str(name),
+        _ => {
+            let _ = write!(out, "{code:?}");
+        }
+    }
+    if !msg.token().is_empty() {
+        out.push_str(" token=0x");
+        push_hex(&mut out, msg.token());
+    }
+    let mut first = true;
+    for opt in msg.options() {
+        out.push_str(if first { " " } else { ", " });
+        first = false;
+        if code.class() == 7 {
+            let _ = write!(out, "#{}", opt.number.0);
+            if !opt.value.is_empty() {
+                out.push_str(": 0x");
+                push_hex(&mut out, opt.value);
+            }
+        } else {
+            push_option(&mut out, opt.number, opt.value);
+        }
     }
     let payload = msg.payload();
     if !payload.is_empty() {
@@ -153,7 +206,7 @@ mod tests {
         let mut bytes = vec![0x40, 0x01, 0x7d, 0x34, 0xbb];
         bytes.extend_from_slice(b"temperature");
         assert_eq!(
-            dissect(true, peer(), &bytes),
+            dissect(true, peer(), None, &bytes),
             "→ 127.0.0.1:5683 CON GET mid=0x7d34 Uri-Path: \"temperature\""
         );
     }
@@ -164,7 +217,7 @@ mod tests {
         let mut bytes = vec![0x61, 0x45, 0x7d, 0x34, 0x71, 0xc0, 0xff];
         bytes.extend_from_slice(b"22.3 C");
         assert_eq!(
-            dissect(false, peer(), &bytes),
+            dissect(false, peer(), None, &bytes),
             "← 127.0.0.1:5683 ACK 2.05 Content mid=0x7d34 token=0x71 \
              Content-Format: 0 (text/plain; charset=utf-8) | 6 bytes \"22.3 C\""
         );
@@ -173,7 +226,7 @@ mod tests {
     #[test]
     fn empty_ack_and_options() {
         assert_eq!(
-            dissect(false, peer(), &[0x60, 0x00, 0x12, 0x34]),
+            dissect(false, peer(), None, &[0x60, 0x00, 0x12, 0x34]),
             "← 127.0.0.1:5683 ACK Empty mid=0x1234"
         );
         // CON PUT, If-None-Match (5, empty), ETag (4) 0xabcd, Block1 (27) 0x0a.
@@ -181,7 +234,7 @@ mod tests {
             0x42, 0x03, 0x00, 0x01, 0xde, 0xad, 0x42, 0xab, 0xcd, 0x10, 0xd1, 0x09, 0x0a,
         ];
         assert_eq!(
-            dissect(true, peer(), &bytes),
+            dissect(true, peer(), None, &bytes),
             "→ 127.0.0.1:5683 CON PUT mid=0x0001 token=0xdead ETag: 0xabcd, \
              If-None-Match, Block1: 0/1/64"
         );
@@ -191,19 +244,35 @@ mod tests {
     fn binary_and_long_payloads_and_garbage() {
         let mut bytes = vec![0x50, 0x45, 0x00, 0x02, 0xff];
         bytes.extend_from_slice(&[0xff, 0x00]);
-        assert!(dissect(false, peer(), &bytes).ends_with("| 2 bytes 0xff00"));
+        assert!(dissect(false, peer(), None, &bytes).ends_with("| 2 bytes 0xff00"));
         let mut bytes = vec![0x50, 0x45, 0x00, 0x02, 0xff];
         bytes.extend(std::iter::repeat_n(b'a', 100));
-        let line = dissect(false, peer(), &bytes);
+        let line = dissect(false, peer(), None, &bytes);
         assert!(
             line.ends_with(&format!("| 100 bytes \"{}\"…", "a".repeat(64))),
             "{line}"
         );
-        let line = dissect(false, peer(), &[0x01]);
+        let line = dissect(false, peer(), None, &[0x01]);
         assert!(
             line.starts_with("← 127.0.0.1:5683 malformed datagram (1 bytes): "),
             "{line}"
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn stream_messages() {
+        // RFC 8323 Figure 11 (Ping) and a CSM with Max-Message-Size 1152.
+        let ping = dissect(true, peer(), Some(Framing::Tcp), &[0x01, 0xe2, 0x42]);
+        assert!(ping.ends_with("Ping token=0x42"), "{ping}");
+        let csm = dissect(
+            false,
+            peer(),
+            Some(Framing::Tcp),
+            &[0x30, 0xe1, 0x22, 0x04, 0x80],
+        );
+        assert!(csm.ends_with("CSM #2: 0x0480"), "{csm}");
+        let bad = dissect(false, peer(), Some(Framing::Tcp), &[0x0f, 0x01]);
+        assert!(bad.contains("malformed message"), "{bad}");
     }
 }

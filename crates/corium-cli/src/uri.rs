@@ -17,6 +17,8 @@ const WELL_KNOWN_CORE: &str = "/.well-known/core";
 /// A checked `coap://` URI (RFC 7252 §6.4 steps 1-9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
+    /// `coap` or `coap+tcp`.
+    pub(crate) scheme: Scheme,
     /// The host: an IP address without brackets, or a lowercase name.
     pub(crate) host: String,
     /// Whether the host is an IP literal (no Uri-Host option then, §6.4 step 5).
@@ -34,18 +36,18 @@ fn invalid(uri: &str, reason: &str) -> String {
     format!("invalid URI {uri:?}: {reason}")
 }
 
-/// Parses `uri` with `corium_wire` and insists on the `coap` scheme (the
-/// only transport the CLI speaks).
+/// Parses `uri` with `corium_wire` and insists on a scheme the CLI speaks:
+/// `coap` (UDP) or `coap+tcp` (RFC 8323).
 fn parse_coap(uri: &str) -> Result<Uri<'_>, String> {
     if uri.is_empty() {
         return Err(invalid(uri, "empty"));
     }
     let parsed = Uri::parse(uri).map_err(|e| invalid(uri, &e.to_string()))?;
-    if parsed.scheme != Scheme::Coap {
+    if !matches!(parsed.scheme, Scheme::Coap | Scheme::CoapTcp) {
         return Err(invalid(
             uri,
             &format!(
-                "unsupported scheme \"{}\" (only coap is supported)",
+                "unsupported scheme \"{}\" (coap and coap+tcp are supported)",
                 parsed.scheme
             ),
         ));
@@ -81,6 +83,7 @@ pub(crate) fn parse(uri: &str) -> Result<Target, String> {
         .map(|s| percent_decode(s).collect())
         .collect();
     Ok(Target {
+        scheme: parsed.scheme,
         host,
         host_is_ip,
         port: parsed.port_or_default(),
@@ -182,7 +185,7 @@ mod tests {
         );
         assert_eq!(
             parse("coaps://x/").unwrap_err(),
-            r#"invalid URI "coaps://x/": unsupported scheme "coaps" (only coap is supported)"#
+            r#"invalid URI "coaps://x/": unsupported scheme "coaps" (coap and coap+tcp are supported)"#
         );
         assert_eq!(parse("").unwrap_err(), r#"invalid URI "": empty"#);
         for bad in [

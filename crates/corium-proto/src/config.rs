@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use corium_wire::OptionNumber;
+use corium_wire::{Framing, OptionNumber};
 
 /// The transmission parameters of RFC 7252 §4.8, and the values derived from them (§4.8.2).
 #[derive(Clone, Debug, PartialEq)]
@@ -151,6 +151,16 @@ pub struct EndpointConfig {
     /// a proxy), beyond those the endpoint handles itself. A request with any other
     /// critical option is answered 4.02 Bad Option (RFC 7252 §5.4.1).
     pub recognized_critical_options: Vec<OptionNumber>,
+    /// `None` (the default) for datagram transports (UDP, DTLS): the RFC 7252 message
+    /// layer. `Some` for a reliable transport (RFC 8323: TCP, TLS, WebSockets): peers are
+    /// connections, messages carry no type and no message ID, nothing is acknowledged,
+    /// retransmitted or deduplicated, and each connection starts with a CSM (§3.3).
+    pub framing: Option<Framing>,
+    /// Reliable transports: the largest message this endpoint accepts, announced as
+    /// Max-Message-Size in its CSM (RFC 8323 §5.3.1). The runtime refuses a larger
+    /// message from its length shim, before buffering it. Default 1152, the base value,
+    /// so block-wise transfers use 1024-byte blocks and no BERT is announced (§5.3.2).
+    pub max_message_size: usize,
 }
 
 impl Default for EndpointConfig {
@@ -180,6 +190,8 @@ impl Default for EndpointConfig {
             max_observations: 4_096,
             max_observations_per_peer: 64,
             recognized_critical_options: Vec::new(),
+            framing: None,
+            max_message_size: corium_wire::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }

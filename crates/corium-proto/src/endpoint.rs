@@ -15,13 +15,15 @@ use core::hash::Hash;
 use core::time::Duration;
 
 use bytes::Bytes;
-use corium_wire::{BlockValue, Code, Header, Message, MessageType, OptionNumber, ParseError};
+use corium_wire::{
+    BlockValue, Code, Framing, Header, Message, MessageType, OptionNumber, ParseError,
+};
 use hashbrown::HashMap;
 use rand_core::RngCore;
 
 use crate::block1::{Block1Limits, Block1Outcome, Block1Table};
 use crate::blockwise::{self, Cut};
-use crate::codec;
+use crate::codec::{self, Inbound};
 use crate::config::EndpointConfig;
 use crate::dedup::{DedupCache, DedupState};
 use crate::error::{DeliveryError, RequestError, RespondError, SendError};
@@ -35,6 +37,11 @@ use crate::timer::{TimerHandle, TimerQueue};
 #[path = "observe.rs"]
 pub(crate) mod observe;
 use observe::{ClientObserve, ObservationEndReason, ObservationId, Observations, Verdict};
+
+// RFC 8323: connections of reliable transports (CSM, Ping/Pong, Release, Abort).
+#[path = "signaling.rs"]
+pub(crate) mod signaling;
+use signaling::Connection;
 
 /// What identifies a peer: a socket address for plain UDP, a session for DTLS.
 pub trait Peer: Clone + Eq + Hash + fmt::Debug {}
@@ -119,6 +126,26 @@ pub enum Event<P> {
         peer: P,
         /// Why.
         error: DeliveryError,
+    },
+    /// The peer of a reliable transport sent Release (RFC 8323 §5.5): it wants the
+    /// connection closed once outstanding requests are answered, and asks not to be
+    /// reconnected to for `hold_off` seconds, or to use an alternative address.
+    Released {
+        /// The connection.
+        peer: P,
+        /// Alternative-Address options (authority form, RFC 3986 §3.2).
+        alternative_addresses: Vec<alloc::string::String>,
+        /// Hold-Off option, in seconds.
+        hold_off: Option<u32>,
+    },
+    /// A connection of a reliable transport ended: the peer sent Abort, or this endpoint
+    /// aborted it (RFC 8323 §5.6), or the runtime reported it closed. Its requests failed
+    /// with [`RequestError::ConnectionClosed`], its relations ended.
+    ConnectionEnded {
+        /// The connection.
+        peer: P,
+        /// Why.
+        reason: signaling::ConnectionEnd,
     },
     /// An observation relation this endpoint served ended (RFC 7641 §3.6, §4.5); not
     /// reported for [`Endpoint::end_observation`] or an error notification.
@@ -289,6 +316,12 @@ pub struct Endpoint<P: Peer> {
     transmits: VecDeque<Transmit<P>>,
     events: VecDeque<Event<P>>,
     observations: Observations<P>,
+    /// `Some` on a reliable transport (RFC 8323): no message layer, framed messages.
+    framing: Option<Framing>,
+    /// Per-connection state of a reliable transport (the peer's CSM).
+    connections: HashMap<P, Connection>,
+    /// Connections the runtime is to close once the transmits queued before are sent.
+    closes: VecDeque<P>,
 }
 
 impl<P: Peer> fmt::Debug for Endpoint<P> {
@@ -374,6 +407,7 @@ impl<P: Peer> Endpoint<P> {
             timeout: config.blockwise_timeout,
             max_szx: config.max_block_szx,
         });
+        let framing = config.framing;
         Endpoint {
             config,
             rng,
@@ -392,6 +426,9 @@ impl<P: Peer> Endpoint<P> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             observations: Observations::new(),
+            framing,
+            connections: HashMap::new(),
+            closes: VecDeque::new(),
         }
     }
 
@@ -457,6 +494,7 @@ impl<P: Peer> Endpoint<P> {
             Ok(msg) => msg,
             Err(err) => return self.reject_malformed(peer, data, err, multicast),
         };
+        let msg = Inbound::datagram(&msg);
         let code = msg.code();
         match (msg.ty(), code.class()) {
             (_, 0) if code.is_empty() => self.handle_empty(now, peer, &msg, multicast),
@@ -499,7 +537,7 @@ impl<P: Peer> Endpoint<P> {
         });
     }
 
-    fn handle_empty(&mut self, now: Instant, peer: P, msg: &Message<'_>, multicast: bool) {
+    fn handle_empty(&mut self, now: Instant, peer: P, msg: &Inbound<'_>, multicast: bool) {
         let mid = msg.message_id();
         match msg.ty() {
             // RFC 7252 §4.3: an empty CON is a CoAP ping, answered with a RST.
@@ -555,15 +593,17 @@ impl<P: Peer> Endpoint<P> {
     // Server side
     // ----------------------------------------------------------------------------------
 
-    fn handle_request(&mut self, now: Instant, peer: P, msg: &Message<'_>, multicast: bool) {
+    fn handle_request(&mut self, now: Instant, peer: P, msg: &Inbound<'_>, multicast: bool) {
         let mid = msg.message_id();
         let confirmable = msg.ty() == MessageType::Confirmable;
         if multicast && confirmable {
             // RFC 7252 §8.1: multicast requests are Non-confirmable; a CON is not answered.
             return;
         }
-        if let Some(state) = self.dedup.get(&peer, mid).cloned() {
-            return self.handle_duplicate_request(now, peer, confirmable, state);
+        if self.framing.is_none() {
+            if let Some(state) = self.dedup.get(&peer, mid).cloned() {
+                return self.handle_duplicate_request(now, peer, confirmable, state);
+            }
         }
         let token = Token::new(msg.token());
         let lifetime = if confirmable {
@@ -640,7 +680,7 @@ impl<P: Peer> Endpoint<P> {
                     &peer,
                     &cache_key,
                     b2,
-                    self.config.max_block_szx,
+                    self.block_szx_for(&peer),
                 );
                 let response = match kept {
                     Some(Ok(block)) => Some(block),
@@ -716,9 +756,11 @@ impl<P: Peer> Endpoint<P> {
         } else {
             DedupState::Seen
         };
-        self.dedup
-            .insert(peer.clone(), mid, state, now + lifetime, confirmable);
-        self.arm_dedup_timer(now);
+        if self.framing.is_none() {
+            self.dedup
+                .insert(peer.clone(), mid, state, now + lifetime, confirmable);
+            self.arm_dedup_timer(now);
+        }
         if let Some(p) = self.peers.get_mut(&peer) {
             p.incoming += 1;
         }
@@ -755,7 +797,7 @@ impl<P: Peer> Endpoint<P> {
 
     /// RFC 7252 §5.8 (unknown method → 4.05), §5.4.1 (unrecognised critical option →
     /// 4.02), §5.7.2 (proxying not offered → 5.05).
-    fn reject_request_code(&self, msg: &Message<'_>) -> Option<Code> {
+    fn reject_request_code(&self, msg: &Inbound<'_>) -> Option<Code> {
         let method = msg.code();
         if !(Code::GET.0..=Code::IPATCH.0).contains(&method.0) {
             return Some(Code::METHOD_NOT_ALLOWED);
@@ -778,7 +820,7 @@ impl<P: Peer> Endpoint<P> {
 
     /// The options of a request, less elective options whose length is out of range
     /// (RFC 7252 §5.4.3: treated like unrecognised options, i.e. ignored).
-    fn request_options(&self, msg: &Message<'_>) -> Options {
+    fn request_options(&self, msg: &Inbound<'_>) -> Options {
         let mut options = codec::options_of(msg);
         if msg
             .options()
@@ -812,6 +854,7 @@ impl<P: Peer> Endpoint<P> {
     ) {
         if confirmable {
             let wire = codec::encode(
+                self.framing,
                 MessageType::Acknowledgement,
                 response.code,
                 mid,
@@ -821,9 +864,11 @@ impl<P: Peer> Endpoint<P> {
             );
             self.answer_and_remember(now, peer, mid, wire, lifetime);
         } else {
-            self.dedup
-                .insert(peer.clone(), mid, DedupState::Seen, now + lifetime, false);
-            self.arm_dedup_timer(now);
+            if self.framing.is_none() {
+                self.dedup
+                    .insert(peer.clone(), mid, DedupState::Seen, now + lifetime, false);
+                self.arm_dedup_timer(now);
+            }
             self.send_non_response(now, peer, token, response);
         }
     }
@@ -855,6 +900,7 @@ impl<P: Peer> Endpoint<P> {
             return;
         };
         let wire = codec::encode(
+            self.framing,
             MessageType::NonConfirmable,
             response.code,
             mid,
@@ -958,7 +1004,8 @@ impl<P: Peer> Endpoint<P> {
         }
         let (block1, block2, cache_key) = (ex.block1, ex.block2, ex.cache_key.take());
         let peer = ex.peer.clone();
-        match blockwise::cut_block(&mut response, block2, self.config.max_block_szx) {
+        let szx = self.block_szx_for(&peer);
+        match blockwise::cut_block(&mut response, block2, szx) {
             Err(code) => response = Response::new(code),
             Ok(Cut::Whole) => {}
             Ok(Cut::Block(block)) => {
@@ -997,6 +1044,7 @@ impl<P: Peer> Endpoint<P> {
             let delay = self.random_duration(Duration::ZERO, leisure);
             let wire = match self.allocate_message_id(now, &peer) {
                 Some(mid) => codec::encode(
+                    self.framing,
                     MessageType::NonConfirmable,
                     response.code,
                     mid,
@@ -1024,6 +1072,7 @@ impl<P: Peer> Endpoint<P> {
             // Piggybacked (RFC 7252 §5.2.1).
             let mid = ex.message_id;
             let wire = codec::encode(
+                self.framing,
                 MessageType::Acknowledgement,
                 response.code,
                 mid,
@@ -1051,6 +1100,7 @@ impl<P: Peer> Endpoint<P> {
             return Ok(());
         };
         let wire = codec::encode(
+            self.framing,
             MessageType::Confirmable,
             response.code,
             mid,
@@ -1098,6 +1148,9 @@ impl<P: Peer> Endpoint<P> {
         if let Some(p) = self.peers.get_mut(&ex.peer) {
             p.incoming = p.incoming.saturating_sub(1);
         }
+        if self.framing.is_some() {
+            self.close_if_released(ex.peer.clone());
+        }
         if ex.confirmable {
             if let Some(DedupState::Pending(_)) = self.dedup.get(&ex.peer, ex.message_id) {
                 self.dedup.update(&ex.peer, ex.message_id, DedupState::Seen);
@@ -1128,7 +1181,9 @@ impl<P: Peer> Endpoint<P> {
         if self.clients.len() >= self.config.max_client_exchanges {
             return Err(SendError::TooManyExchanges);
         }
-        let confirmable = !(options.non_confirmable || options.multicast);
+        // RFC 8323 §3.2: a reliable transport has no message types (and no multicast).
+        let multicast = options.multicast && self.framing.is_none();
+        let confirmable = !(options.non_confirmable || multicast || self.framing.is_some());
         let token = match options.token {
             Some(t) => t,
             None => self.fresh_token(&peer).ok_or(SendError::TokensExhausted)?,
@@ -1151,8 +1206,10 @@ impl<P: Peer> Endpoint<P> {
         } else {
             request
         };
+        let framing = self.framing;
         let wire = |mid| {
             codec::encode(
+                framing,
                 ty,
                 request.method,
                 mid,
@@ -1166,7 +1223,7 @@ impl<P: Peer> Endpoint<P> {
             peer,
             token,
             confirmable,
-            options.multicast,
+            multicast,
             false,
             timeout,
             wire,
@@ -1179,10 +1236,14 @@ impl<P: Peer> Endpoint<P> {
         Ok(id)
     }
 
-    /// Sends a CoAP ping (an empty CON, RFC 7252 §4.3); [`Event::Pong`] reports the RST.
+    /// Sends a CoAP ping (an empty CON, RFC 7252 §4.3; a 7.02 Ping on a reliable
+    /// transport, RFC 8323 §5.4); [`Event::Pong`] reports the RST or the Pong.
     pub fn ping(&mut self, now: Instant, peer: P) -> Result<RequestId, SendError> {
         if self.clients.len() >= self.config.max_client_exchanges {
             return Err(SendError::TooManyExchanges);
+        }
+        if let Some(framing) = self.framing {
+            return self.stream_ping(now, peer, framing);
         }
         let timeout = self.config.transmission.max_transmit_wait();
         let wire = |mid| codec::empty(MessageType::Confirmable, mid);
@@ -1203,10 +1264,12 @@ impl<P: Peer> Endpoint<P> {
     ) -> Result<RequestId, SendError> {
         let nstart = self.config.transmission.nstart.max(1);
         let max_queued = self.config.max_queued_per_peer;
+        // RFC 8323: the transport does congestion control; NSTART is a UDP rule.
+        let reliable = self.framing.is_some();
         let Some(state) = self.peer_state(now, &peer) else {
             return Err(SendError::TooManyPeers);
         };
-        let slot_free = multicast || state.outstanding < nstart;
+        let slot_free = multicast || reliable || state.outstanding < nstart;
         if !slot_free && state.queue.len() >= max_queued {
             return Err(SendError::QueueFull);
         }
@@ -1222,13 +1285,14 @@ impl<P: Peer> Endpoint<P> {
             }
             ClientState::Queued(wire(0))
         };
-        let holds_slot = slot_free && !multicast;
+        let holds_slot = slot_free && !multicast && !reliable;
         if holds_slot {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.outstanding += 1;
             }
         }
-        if !ping {
+        // A Ping of a reliable transport is matched by its token (RFC 8323 §5.4).
+        if !ping || reliable {
             if multicast {
                 self.multicast_by_token.insert(token.clone(), id);
             } else {
@@ -1267,8 +1331,10 @@ impl<P: Peer> Endpoint<P> {
         confirmable: bool,
         wire: Bytes,
     ) -> ClientState {
-        self.by_message_id
-            .insert((peer.clone(), mid), Owner::Client(id));
+        if self.framing.is_none() {
+            self.by_message_id
+                .insert((peer.clone(), mid), Owner::Client(id));
+        }
         self.transmits.push_back(Transmit {
             peer: peer.clone(),
             payload: wire.clone(),
@@ -1310,7 +1376,7 @@ impl<P: Peer> Endpoint<P> {
         }
     }
 
-    fn handle_piggybacked(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
+    fn handle_piggybacked(&mut self, now: Instant, peer: P, msg: &Inbound<'_>) {
         let mid = msg.message_id();
         let Some(Owner::Client(id)) = self.by_message_id.get(&(peer.clone(), mid)).copied() else {
             return; // An ACK for nothing we sent (late duplicate): ignore.
@@ -1325,7 +1391,7 @@ impl<P: Peer> Endpoint<P> {
         self.deliver_response(now, id, peer, msg);
     }
 
-    fn handle_separate_response(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
+    fn handle_separate_response(&mut self, now: Instant, peer: P, msg: &Inbound<'_>) {
         let mid = msg.message_id();
         let confirmable = msg.ty() == MessageType::Confirmable;
         let lifetime = if confirmable {
@@ -1333,7 +1399,12 @@ impl<P: Peer> Endpoint<P> {
         } else {
             self.config.transmission.non_lifetime()
         };
-        if let Some(state) = self.dedup.get(&peer, mid).cloned() {
+        if let Some(state) = self
+            .dedup
+            .get(&peer, mid)
+            .cloned()
+            .filter(|_| self.framing.is_none())
+        {
             if let (true, DedupState::Answered(wire)) = (confirmable, state) {
                 self.transmits.push_back(Transmit {
                     peer,
@@ -1357,6 +1428,9 @@ impl<P: Peer> Endpoint<P> {
             )
         });
         let Some(id) = id else {
+            if self.framing.is_some() {
+                return; // RFC 8323 has no Reset: an unexpected response is ignored.
+            }
             // RFC 7252 §4.2/§4.3: nothing waits for this response; reject it, so an
             // observer that forgot its registration stops getting notifications.
             let rst = codec::empty(MessageType::Reset, mid);
@@ -1367,7 +1441,8 @@ impl<P: Peer> Endpoint<P> {
             }
             return;
         };
-        if confirmable {
+        if self.framing.is_some() {
+        } else if confirmable {
             let ack = if self.response_is_acceptable(msg) {
                 codec::empty(MessageType::Acknowledgement, mid)
             } else {
@@ -1385,7 +1460,7 @@ impl<P: Peer> Endpoint<P> {
     }
 
     /// RFC 7252 §5.4.1: a response with an unrecognised critical option is rejected.
-    fn response_is_acceptable(&self, msg: &Message<'_>) -> bool {
+    fn response_is_acceptable(&self, msg: &Inbound<'_>) -> bool {
         msg.options().all(|o| {
             let n = o.number;
             !n.is_critical()
@@ -1395,7 +1470,7 @@ impl<P: Peer> Endpoint<P> {
         })
     }
 
-    fn deliver_response(&mut self, now: Instant, id: u64, peer: P, msg: &Message<'_>) {
+    fn deliver_response(&mut self, now: Instant, id: u64, peer: P, msg: &Inbound<'_>) {
         let acceptable = self.response_is_acceptable(msg);
         let Some(ex) = self.clients.get_mut(&id) else {
             return;
@@ -1472,7 +1547,7 @@ impl<P: Peer> Endpoint<P> {
             if self.multicast_by_token.get(&ex.token) == Some(&id) {
                 self.multicast_by_token.remove(&ex.token);
             }
-        } else if !ex.ping {
+        } else if !ex.ping || self.framing.is_some() {
             let key = (ex.peer, ex.token);
             if self.by_token.get(&key) == Some(&id) {
                 self.by_token.remove(&key);
@@ -1807,6 +1882,11 @@ impl<P: Peer> Endpoint<P> {
     }
 
     fn allocate_message_id(&mut self, now: Instant, peer: &P) -> Option<u16> {
+        if self.framing.is_some() {
+            // RFC 8323 §3.2: stream messages have no message ID.
+            self.peer_state(now, peer)?;
+            return Some(0);
+        }
         let lifetime = self.config.message_id_lifetime();
         self.peer_state(now, peer)?
             .message_ids

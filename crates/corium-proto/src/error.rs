@@ -85,6 +85,9 @@ pub enum RequestError {
     /// The response carried an unrecognised critical option (RFC 7252 §5.4.1), so it was
     /// rejected.
     BadResponse,
+    /// The connection of a reliable transport closed or was aborted before the response
+    /// came (RFC 8323 §5.6).
+    ConnectionClosed,
 }
 
 impl fmt::Display for RequestError {
@@ -94,6 +97,7 @@ impl fmt::Display for RequestError {
             RequestError::Timeout => "timed out waiting for a response",
             RequestError::Reset => "the peer reset the exchange",
             RequestError::BadResponse => "the response had an unrecognised critical option",
+            RequestError::ConnectionClosed => "the connection closed before the response",
         })
     }
 }

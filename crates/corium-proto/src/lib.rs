@@ -59,6 +59,9 @@ mod tests;
 
 pub use config::{EndpointConfig, TransmissionParameters};
 pub use endpoint::observe::{NotifyOptions, ObservationEndReason, ObservationId};
+pub use endpoint::signaling::{
+    AbortReason, ConnectionEnd, PeerCapabilities, MIN_PEER_MAX_MESSAGE_SIZE,
+};
 pub use endpoint::{
     Endpoint, EndpointStats, Event, IncomingId, IncomingRequest, Peer, RequestId, RequestOptions,
     Transmit,

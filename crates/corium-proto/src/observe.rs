@@ -97,6 +97,9 @@ pub enum ObservationEndReason {
     Deregistered,
     /// The client registered again with the same token (RFC 7641 §4.1).
     Replaced,
+    /// The connection of a reliable transport closed (RFC 8323 §7.1: a connection's
+    /// relations end with it).
+    ConnectionClosed,
 }
 
 /// A notification waiting for the Confirmable one in flight (RFC 7641 §4.5.2).
@@ -154,6 +157,11 @@ impl<P: Peer> Observations<P> {
     /// Whether `peer` has observations (its message-ID state must not be evicted).
     pub(super) fn has_peer(&self, peer: &P) -> bool {
         self.per_peer.contains_key(peer)
+    }
+
+    /// The relations of `peer` on the list.
+    pub(super) fn peer_relations(&self, peer: &P) -> alloc::vec::Vec<u64> {
+        self.per_peer.get(peer).cloned().unwrap_or_default()
     }
 
     /// Takes a relation off the list of observers (it may still finish a transmission).
@@ -361,6 +369,10 @@ impl<P: Peer> Endpoint<P> {
         if !response.code.is_response() {
             return Err(NotifyError::NotAResponse);
         }
+        let szx = match self.observations.map.get(&obs.0) {
+            Some(o) => self.block_szx_for(&o.peer),
+            None => return Err(NotifyError::UnknownObservation),
+        };
         let Some(o) = self.observations.map.get_mut(&obs.0) else {
             return Err(NotifyError::UnknownObservation);
         };
@@ -368,7 +380,7 @@ impl<P: Peer> Endpoint<P> {
             return Err(NotifyError::UnknownObservation);
         }
         let mut response = response;
-        if blockwise::fragment_response(&mut response, None, self.config.max_block_szx).is_err() {
+        if blockwise::fragment_response(&mut response, None, szx).is_err() {
             response = Response::new(Code::INTERNAL_SERVER_ERROR);
         }
         let last = !response.code.is_success();
@@ -425,7 +437,7 @@ impl<P: Peer> Endpoint<P> {
     }
 
     /// Ends a relation and reports it.
-    fn end_relation(&mut self, id: u64, reason: ObservationEndReason) {
+    pub(super) fn end_relation(&mut self, id: u64, reason: ObservationEndReason) {
         let Some(o) = self.observations.map.get(&id) else {
             return;
         };
@@ -469,8 +481,9 @@ impl<P: Peer> Endpoint<P> {
         let Some(o) = self.observations.map.get_mut(&id) else {
             return;
         };
-        let confirmable =
-            n.confirmable || carry.is_some() || now >= o.last_con + CON_AT_LEAST_EVERY;
+        // RFC 8323 §7: a reliable transport has no Confirmable notifications.
+        let confirmable = self.framing.is_none()
+            && (n.confirmable || carry.is_some() || now >= o.last_con + CON_AT_LEAST_EVERY);
         let mut response = n.response;
         if o.closing {
             response.options.remove(OptionNumber::OBSERVE);
@@ -484,6 +497,7 @@ impl<P: Peer> Endpoint<P> {
             MessageType::NonConfirmable
         };
         let wire: Bytes = codec::encode(
+            self.framing,
             ty,
             response.code,
             mid,
@@ -713,6 +727,7 @@ impl<P: Peer> Endpoint<P> {
             MessageType::NonConfirmable
         };
         let wire = codec::encode(
+            self.framing,
             ty,
             state.request.method,
             mid,

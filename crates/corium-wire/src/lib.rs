@@ -60,6 +60,7 @@ pub mod content_format;
 pub mod link_format;
 pub mod message;
 pub mod option;
+pub mod stream;
 pub mod uri;
 
 pub use block::*;
@@ -68,6 +69,10 @@ pub use content_format::*;
 pub use link_format::*;
 pub use message::*;
 pub use option::*;
+pub use stream::{
+    frame_len, signal_option, stream_header_len, write_stream_header, Framing, StreamError,
+    StreamMessage, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use uri::*;
 
 /// Writes `bytes` as lowercase hex (used by several `Debug` impls).

@@ -255,6 +255,11 @@ impl<'a> OptionIter<'a> {
     pub fn as_bytes(&self) -> &'a [u8] {
         self.rest
     }
+
+    /// An iterator over options already validated by [`OptionIter::new_checked`].
+    pub(crate) fn from_validated(rest: &'a [u8]) -> Self {
+        OptionIter { rest, number: 0 }
+    }
 }
 
 impl<'a> Iterator for OptionIter<'a> {
@@ -648,6 +653,25 @@ impl<'b> MessageWriter<'b> {
         Ok(MessageWriter {
             buf,
             pos: total,
+            last_option: 0,
+        })
+    }
+
+    /// Writes the header and token of a message for a reliable transport (RFC 8323 §3.2,
+    /// §4.2) whose body (options, payload marker and payload) will be exactly `body_len`
+    /// bytes; options and payload follow as for a datagram. The length shim is only
+    /// right if the body written matches `body_len`.
+    pub fn new_stream(
+        buf: &'b mut [u8],
+        framing: crate::stream::Framing,
+        code: Code,
+        token: &[u8],
+        body_len: usize,
+    ) -> Result<Self, EncodeError> {
+        let pos = crate::stream::write_stream_header(buf, framing, code, token, body_len)?;
+        Ok(MessageWriter {
+            buf,
+            pos,
             last_option: 0,
         })
     }

@@ -1,5 +1,6 @@
-//! The client: a handle to one UDP socket and its driver task, and the request builder
-//! that turns a `coap://` URI into options (RFC 7252 §6.4).
+//! The client: a handle to one UDP socket and its driver task (plus, once a
+//! `coap+tcp://` URI is used, a second driver for TCP connections, RFC 8323), and the
+//! request builder that turns a URI into options (RFC 7252 §6.4).
 
 use std::fmt;
 use std::io;
@@ -14,8 +15,9 @@ use corium_proto::wire::{
 use corium_proto::{EndpointConfig, Request, RequestOptions, Response};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Command, Direction, Driver, Outcome, TraceFn};
+use crate::driver::{Command, Dialer, Direction, Driver, Link, Outcome, TraceFn};
 use crate::error::{Error, Kind};
+use crate::tcp::StreamLimits;
 use crate::udp::{self, canonical, Family, V6Mode};
 
 /// Configures and binds a [`Client`].
@@ -24,6 +26,7 @@ pub struct ClientBuilder {
     config: EndpointConfig,
     trace: Option<TraceFn>,
     progress: Option<ProgressFn>,
+    stream_limits: StreamLimits,
 }
 
 /// How far a block-wise transfer (RFC 7959) has come, for progress displays.
@@ -63,6 +66,19 @@ impl ClientBuilder {
         mut self,
         f: impl Fn(Direction, SocketAddr, &[u8]) + Send + Sync + 'static,
     ) -> Self {
+        self.trace = Some(Arc::new(move |d, p, _framing, b: &[u8]| f(d, p, b)));
+        self
+    }
+
+    /// Like `trace`, but also told how the message is framed: `None` for a datagram
+    /// (RFC 7252 §3), `Some` for a message of a reliable transport (RFC 8323 §3.2).
+    pub fn trace_framed(
+        mut self,
+        f: impl Fn(Direction, SocketAddr, Option<corium_proto::wire::Framing>, &[u8])
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
         self.trace = Some(Arc::new(f));
         self
     }
@@ -72,6 +88,63 @@ impl ClientBuilder {
     pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
         self
+    }
+
+    /// Limits of the TCP connections `coap+tcp://` requests open (RFC 8323): the
+    /// Max-Message-Size announced in the CSM, idle and half-received-message timeouts.
+    pub fn stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.stream_limits = limits;
+        self
+    }
+
+    /// Starts the driver for TCP connections (no socket yet: each peer's connection
+    /// is opened by the first request to it and reused after).
+    fn start_stream(self) -> Client {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(1024);
+        let config = EndpointConfig {
+            framing: Some(corium_proto::wire::Framing::Tcp),
+            max_message_size: self.stream_limits.max_message_size,
+            ..self.config
+        };
+        let limits = StreamLimits {
+            max_token_len: config.max_incoming_token_len,
+            ..self.stream_limits
+        };
+        let default_timeout = config.request_timeout();
+        let block_szx = config.max_block_szx.min(UPLOAD_SZX);
+        let dialer = Dialer {
+            events: events_tx,
+            limits,
+            connect_timeout: default_timeout,
+            waiting: Default::default(),
+            failures: Default::default(),
+        };
+        let link = Link::Stream {
+            events,
+            conns: Default::default(),
+            dialer: Some(dialer),
+        };
+        let local = SocketAddr::from(([0, 0, 0, 0], 0));
+        let driver = Driver::new((link, local), config, rx, self.trace, None);
+        tokio::spawn(async move {
+            if let Err(err) = driver.run().await {
+                tracing::error!(%err, "TCP client driver stopped");
+            }
+        });
+        Client {
+            inner: Arc::new(Inner {
+                tx,
+                local,
+                family: Family::Dual,
+                default_timeout,
+                ping_timeout: default_timeout,
+                block_szx,
+                progress: self.progress,
+                next_key: AtomicU64::new(0),
+                stream: None,
+            }),
+        }
     }
 
     /// Binds to `addr` (e.g. `[::]:0`, dual-stack where the system allows it, or
@@ -84,7 +157,8 @@ impl ClientBuilder {
         let default_timeout = self.config.request_timeout();
         let ping_timeout = self.config.transmission.max_transmit_wait();
         let block_szx = self.config.max_block_szx.min(UPLOAD_SZX);
-        let driver = Driver::new(bound, self.config, rx, self.trace, None);
+        let stream = Some((self.clone(), tokio::sync::OnceCell::new()));
+        let driver = Driver::new(Link::udp(bound), self.config, rx, self.trace, None);
         tokio::spawn(async move {
             if let Err(err) = driver.run().await {
                 tracing::error!(%local, %err, "client driver stopped");
@@ -100,6 +174,7 @@ impl ClientBuilder {
                 block_szx,
                 progress: self.progress,
                 next_key: AtomicU64::new(0),
+                stream,
             }),
         })
     }
@@ -118,6 +193,9 @@ struct Inner {
     /// The progress callback, if any.
     progress: Option<ProgressFn>,
     next_key: AtomicU64,
+    /// The UDP client's TCP companion (RFC 8323), started by the first `coap+tcp`
+    /// request from the builder that made this client; `None` in the companion itself.
+    stream: Option<(ClientBuilder, tokio::sync::OnceCell<Client>)>,
 }
 
 /// A CoAP client over one UDP socket.
@@ -213,6 +291,20 @@ impl Client {
     /// notification after it.
     pub async fn observe(&self, uri: &str) -> Result<crate::Observation, Error> {
         self.request(Code::GET, uri).observe().await
+    }
+
+    /// The client for a URI scheme: this one for `coap`, its TCP companion for
+    /// `coap+tcp` (RFC 8323 §8.1).
+    async fn for_scheme(&self, scheme: Scheme) -> Result<Client, Error> {
+        match (scheme, &self.inner.stream) {
+            (Scheme::Coap, _) => Ok(self.clone()),
+            (Scheme::CoapTcp, Some((builder, cell))) => Ok(cell
+                .get_or_init(|| async { builder.clone().start_stream() })
+                .await
+                .clone()),
+            (Scheme::CoapTcp, None) => Ok(self.clone()),
+            (other, _) => Err(Error::uri(format!("scheme {other} is not supported yet"))),
+        }
     }
 
     pub(crate) fn next_key(&self) -> u64 {
@@ -469,6 +561,7 @@ impl Client {
         match self.wait(key, reply).await? {
             Outcome::Response(response) => Ok(response),
             Outcome::Failed(err) => Err(Error::from_request_error(err, peer, timeout)),
+            Outcome::ConnectFailed(kind) => Err(Error::connect_failed(kind, peer)),
             Outcome::Rejected(err) => Err(err.into()),
             Outcome::Pong => Err(Error::new(Kind::Io(io::Error::other(
                 "unexpected pong for a request",
@@ -490,6 +583,7 @@ impl Client {
                     peer,
                     self.inner.ping_timeout,
                 )),
+                Outcome::ConnectFailed(kind) => Err(Error::connect_failed(kind, peer)),
                 Outcome::Rejected(err) => Err(err.into()),
             }
         }
@@ -596,7 +690,8 @@ impl RequestBuilder {
             options,
         } = self;
         let result = async {
-            let (peer, request) = prepare(&client, &uri, request).await?;
+            let (scheme, peer, request) = prepare(&client, &uri, request).await?;
+            let client = client.for_scheme(scheme).await?;
             let peer = client.reachable(peer)?;
             let timeout = options.timeout.unwrap_or(client.inner.default_timeout);
             crate::observe::Observation::start(client.clone(), peer, request, options, timeout)
@@ -615,7 +710,8 @@ impl RequestBuilder {
             options,
         } = self;
         let result = async {
-            let (peer, request) = prepare(&client, &uri, request).await?;
+            let (scheme, peer, request) = prepare(&client, &uri, request).await?;
+            let client = client.for_scheme(scheme).await?;
             client.send_to(peer, request, options).await
         }
         .await;
@@ -662,9 +758,9 @@ async fn prepare(
     client: &Client,
     uri: &str,
     mut request: Request,
-) -> Result<(SocketAddr, Request), Error> {
+) -> Result<(Scheme, SocketAddr, Request), Error> {
     let parsed = Uri::parse(uri).map_err(|e| Error::uri(e.to_string()))?;
-    if parsed.scheme != Scheme::Coap {
+    if !matches!(parsed.scheme, Scheme::Coap | Scheme::CoapTcp) {
         return Err(Error::uri(format!(
             "scheme {} is not supported yet",
             parsed.scheme
@@ -721,7 +817,7 @@ async fn prepare(
     for (number, value) in own.iter() {
         request.options.push(number, value.to_vec());
     }
-    Ok((peer, request))
+    Ok((parsed.scheme, peer, request))
 }
 
 /// Resolves a host name, preferring an address the socket can reach.
@@ -745,7 +841,9 @@ mod tests {
 
     async fn prepared(uri: &str) -> Result<(SocketAddr, Request), Error> {
         let client = Client::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        prepare(&client, uri, Request::new(Code::GET)).await
+        prepare(&client, uri, Request::new(Code::GET))
+            .await
+            .map(|(_, peer, request)| (peer, request))
     }
 
     fn values(r: &Request, n: OptionNumber) -> Vec<Vec<u8>> {

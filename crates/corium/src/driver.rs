@@ -28,7 +28,71 @@ use tokio::time::Instant as TokioInstant;
 use crate::observe::Observers;
 use crate::router::{Resolution, Router};
 use crate::server::start_handler;
+use crate::tcp::{ConnEvent, ConnWriter};
 use crate::udp::{canonical, BoundSocket, Family, MAX_DATAGRAM_SIZE};
+
+/// What a driver reads from and writes to.
+pub(crate) enum Link {
+    /// One UDP socket (RFC 7252).
+    Udp {
+        socket: UdpSocket,
+        family: Family,
+        buf: Vec<u8>,
+    },
+    /// The connections of a TCP listener (RFC 8323): messages arrive from the connection
+    /// tasks of [`crate::tcp`], and go out through their writers.
+    Stream {
+        events: mpsc::Receiver<ConnEvent>,
+        conns: HashMap<SocketAddr, ConnWriter>,
+        /// Set for a client: connections are opened on demand.
+        dialer: Option<Dialer>,
+    },
+}
+
+/// The client side of a stream link: opens a connection the first time a peer is
+/// addressed; messages wait until it is up.
+pub(crate) struct Dialer {
+    /// Cloned into connection tasks.
+    pub(crate) events: mpsc::Sender<ConnEvent>,
+    pub(crate) limits: crate::tcp::StreamLimits,
+    pub(crate) connect_timeout: Duration,
+    /// Messages for connections being opened, in order (the CSM first).
+    pub(crate) waiting: HashMap<SocketAddr, Vec<bytes::Bytes>>,
+    /// Why the last connection attempt to a peer failed, for its requests' errors.
+    pub(crate) failures: HashMap<SocketAddr, io::ErrorKind>,
+}
+
+/// Messages held for one connection being opened; beyond it the connection is given up.
+const MAX_WAITING_MESSAGES: usize = 4096;
+
+impl Link {
+    /// A link over a bound UDP socket.
+    pub(crate) fn udp(bound: BoundSocket) -> (Link, SocketAddr) {
+        (
+            Link::Udp {
+                socket: bound.socket,
+                family: bound.family,
+                buf: vec![0; MAX_DATAGRAM_SIZE],
+            },
+            bound.local,
+        )
+    }
+}
+
+/// Something the link has for the driver.
+enum LinkInput {
+    Readable(io::Result<()>),
+    Conn(Option<ConnEvent>),
+}
+
+impl Link {
+    async fn ready(&mut self) -> LinkInput {
+        match self {
+            Link::Udp { socket, .. } => LinkInput::Readable(socket.readable().await),
+            Link::Stream { events, .. } => LinkInput::Conn(events.recv().await),
+        }
+    }
+}
 
 /// Datagrams read, or commands taken, per wake-up before the driver flushes its output.
 pub(crate) const BATCH: usize = 64;
@@ -43,13 +107,17 @@ pub enum Direction {
 }
 
 /// A callback that sees every datagram (for `corium get -v`).
-pub(crate) type TraceFn = Arc<dyn Fn(Direction, SocketAddr, &[u8]) + Send + Sync>;
+/// The framing is `None` for datagrams, the stream framing for RFC 8323 messages.
+pub(crate) type TraceFn =
+    Arc<dyn Fn(Direction, SocketAddr, Option<corium_proto::wire::Framing>, &[u8]) + Send + Sync>;
 
 /// What a client future learns about its request.
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Response(Response),
     Failed(RequestError),
+    /// A connection could not be opened (RFC 8323 transports).
+    ConnectFailed(io::ErrorKind),
     Rejected(SendError),
     Pong,
 }
@@ -104,6 +172,7 @@ pub(crate) enum Command {
 
 struct Pending {
     key: u64,
+    peer: SocketAddr,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -120,8 +189,7 @@ pub(crate) struct ServerSide {
 
 /// One socket, one endpoint, one task.
 pub(crate) struct Driver {
-    socket: UdpSocket,
-    family: Family,
+    link: Link,
     local: SocketAddr,
     endpoint: Endpoint<SocketAddr>,
     start: TokioInstant,
@@ -132,14 +200,13 @@ pub(crate) struct Driver {
     observing: HashMap<RequestId, (u64, mpsc::UnboundedSender<Outcome>)>,
     trace: Option<TraceFn>,
     server: Option<ServerSide>,
-    buf: Vec<u8>,
     /// Set by [`Command::Shutdown`]: the moment to give up waiting for handlers.
     shutdown_deadline: Option<TokioInstant>,
 }
 
 impl Driver {
     pub(crate) fn new(
-        bound: BoundSocket,
+        (link, local): (Link, SocketAddr),
         config: EndpointConfig,
         rx: mpsc::UnboundedReceiver<Command>,
         trace: Option<TraceFn>,
@@ -147,9 +214,8 @@ impl Driver {
     ) -> Driver {
         let rng = Box::new(StdRng::from_entropy());
         Driver {
-            socket: bound.socket,
-            family: bound.family,
-            local: bound.local,
+            link,
+            local,
             endpoint: Endpoint::new(config, rng),
             start: TokioInstant::now(),
             rx,
@@ -158,7 +224,6 @@ impl Driver {
             observing: HashMap::new(),
             trace,
             server,
-            buf: vec![0; MAX_DATAGRAM_SIZE],
             shutdown_deadline: None,
         }
     }
@@ -220,13 +285,27 @@ impl Driver {
                     // Every `Client` handle is gone: nobody can wait for anything.
                     None => break,
                 },
-                ready = self.socket.readable(), if reading => match ready {
-                    Ok(()) => self.receive(),
-                    Err(err) => {
+                input = self.link.ready(), if reading => match input {
+                    LinkInput::Readable(Ok(())) => self.receive(),
+                    LinkInput::Readable(Err(err)) => {
                         tracing::error!(local = %self.local, %err, "socket failed");
                         result = Err(err);
                         break;
                     }
+                    LinkInput::Conn(Some(event)) => {
+                        self.connection_event(event);
+                        for _ in 1..BATCH {
+                            let Link::Stream { events, .. } = &mut self.link else {
+                                break;
+                            };
+                            match events.try_recv() {
+                                Ok(event) => self.connection_event(event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // The listener and every connection task are gone.
+                    LinkInput::Conn(None) => break,
                 },
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
@@ -244,6 +323,20 @@ impl Driver {
                 break;
             }
         }
+        // RFC 8323 §5.5: connections are released, not dropped, on shutdown.
+        if let Link::Stream { conns, .. } = &self.link {
+            let now = self.now();
+            let peers: Vec<SocketAddr> = conns.keys().copied().collect();
+            for peer in peers {
+                self.endpoint.release(now, peer, None);
+            }
+            self.flush().await;
+            if let Link::Stream { conns, .. } = &mut self.link {
+                for (_, writer) in conns.drain() {
+                    writer.close();
+                }
+            }
+        }
         // Whatever still waits learns that the driver stopped (its reply channel closes).
         self.pending.clear();
         tracing::debug!(local = %self.local, "driver stopped");
@@ -259,18 +352,21 @@ impl Driver {
                 request,
                 options,
                 reply,
-            } => match self.endpoint.send_request(now, peer, &request, options) {
+            } => match self
+                .open(now, peer)
+                .send_request(now, peer, &request, options)
+            {
                 Ok(id) => {
-                    self.pending.insert(id, Pending { key, reply });
+                    self.pending.insert(id, Pending { key, peer, reply });
                     self.keys.insert(key, id);
                 }
                 Err(err) => {
                     let _ = reply.send(Outcome::Rejected(err));
                 }
             },
-            Command::Ping { key, peer, reply } => match self.endpoint.ping(now, peer) {
+            Command::Ping { key, peer, reply } => match self.open(now, peer).ping(now, peer) {
                 Ok(id) => {
-                    self.pending.insert(id, Pending { key, reply });
+                    self.pending.insert(id, Pending { key, peer, reply });
                     self.keys.insert(key, id);
                 }
                 Err(err) => {
@@ -299,7 +395,10 @@ impl Driver {
                 request,
                 options,
                 tx,
-            } => match self.endpoint.send_request(now, peer, &request, options) {
+            } => match self
+                .open(now, peer)
+                .send_request(now, peer, &request, options)
+            {
                 Ok(id) => {
                     self.observing.insert(id, (key, tx));
                     self.keys.insert(key, id);
@@ -350,6 +449,18 @@ impl Driver {
         }
     }
 
+    /// The endpoint, told first that a client's connection to `peer` is to be opened
+    /// (so that its CSM goes out before anything else, RFC 8323 §3.3).
+    fn open(&mut self, now: corium_proto::Instant, peer: SocketAddr) -> &mut Endpoint<SocketAddr> {
+        if let Link::Stream {
+            dialer: Some(_), ..
+        } = &self.link
+        {
+            self.endpoint.handle_connected(now, peer);
+        }
+        &mut self.endpoint
+    }
+
     fn respond(&mut self, id: IncomingId, response: Response) {
         let now = self.now();
         let response = if response.code.is_response() {
@@ -376,16 +487,69 @@ impl Driver {
         }
     }
 
+    /// What a connection task reports (RFC 8323).
+    fn connection_event(&mut self, event: ConnEvent) {
+        let now = self.now();
+        let Link::Stream { conns, dialer, .. } = &mut self.link else {
+            return;
+        };
+        match event {
+            ConnEvent::Opened { peer, writer } => {
+                // A client's messages waited for the connection, its CSM first.
+                if let Some(waiting) = dialer.as_mut().and_then(|d| d.waiting.remove(&peer)) {
+                    for data in waiting {
+                        writer.send(data);
+                    }
+                }
+                if let Some(dialer) = dialer {
+                    dialer.failures.remove(&peer);
+                }
+                conns.insert(peer, writer);
+                self.endpoint.handle_connected(now, peer);
+            }
+            ConnEvent::Message { peer, data } => {
+                if let Some(trace) = &self.trace {
+                    trace(
+                        Direction::Received,
+                        peer,
+                        self.endpoint.config().framing,
+                        &data,
+                    );
+                }
+                self.endpoint.handle_stream_message(now, peer, &data);
+            }
+            ConnEvent::FramingError { peer, err } => {
+                tracing::debug!(%peer, %err, "connection aborted");
+                self.endpoint.handle_stream_error(now, peer, err);
+            }
+            ConnEvent::Closed { peer } => {
+                conns.remove(&peer);
+                self.endpoint.handle_disconnected(now, peer);
+            }
+            ConnEvent::ConnectFailed { peer, err } => {
+                tracing::debug!(%peer, %err, "connection failed");
+                if let Some(dialer) = dialer {
+                    dialer.waiting.remove(&peer);
+                    dialer.failures.insert(peer, err.kind());
+                }
+                self.endpoint.handle_disconnected(now, peer);
+            }
+        }
+    }
+
     /// Reads up to [`BATCH`] datagrams without blocking.
     fn receive(&mut self) {
         let now = self.now();
+        let Link::Udp { socket, buf, .. } = &mut self.link else {
+            return;
+        };
         for _ in 0..BATCH {
-            match self.socket.try_recv_from(&mut self.buf) {
+            match socket.try_recv_from(buf) {
                 Ok((len, from)) => {
                     let peer = canonical(from);
-                    let data = &self.buf[..len];
+                    let data = &buf[..len];
                     if let Some(trace) = &self.trace {
-                        trace(Direction::Received, peer, data);
+                        trace(Direction::Received, peer, None, data);
                     }
                     self.endpoint.handle_datagram(now, peer, data);
                 }
@@ -401,17 +565,67 @@ impl Driver {
 
     /// Sends every datagram the endpoint has queued.
     async fn flush(&mut self) {
+        let (socket, family) = match &mut self.link {
+            Link::Udp { socket, family, .. } => (&*socket, *family),
+            Link::Stream { conns, dialer, .. } => {
+                let now = self.start.elapsed();
+                let mut given_up = Vec::new();
+                while let Some(transmit) = self.endpoint.poll_transmit() {
+                    if let Some(trace) = &self.trace {
+                        let framing = self.endpoint.config().framing;
+                        trace(Direction::Sent, transmit.peer, framing, &transmit.payload);
+                    }
+                    let peer = transmit.peer;
+                    match (conns.get(&peer), dialer.as_mut()) {
+                        (Some(writer), _) => writer.send(transmit.payload),
+                        (None, Some(dialer)) => {
+                            let first = !dialer.waiting.contains_key(&peer);
+                            let waiting = dialer.waiting.entry(peer).or_default();
+                            if waiting.len() >= MAX_WAITING_MESSAGES {
+                                given_up.push(peer);
+                                continue;
+                            }
+                            waiting.push(transmit.payload);
+                            if first {
+                                crate::tcp::spawn_connect(
+                                    peer,
+                                    dialer.events.clone(),
+                                    dialer.limits.clone(),
+                                    dialer.connect_timeout,
+                                );
+                            }
+                        }
+                        (None, None) => {
+                            tracing::debug!(%peer, "no connection; dropped");
+                        }
+                    }
+                }
+                for peer in given_up {
+                    if let Some(dialer) = dialer.as_mut() {
+                        dialer.waiting.remove(&peer);
+                    }
+                    let now = corium_proto::Instant::from_duration(now);
+                    self.endpoint.handle_disconnected(now, peer);
+                }
+                while let Some(peer) = self.endpoint.poll_close() {
+                    if let Some(writer) = conns.remove(&peer) {
+                        writer.close();
+                    }
+                }
+                return;
+            }
+        };
         while let Some(transmit) = self.endpoint.poll_transmit() {
-            let Some(to) = self.family.to_socket(transmit.peer) else {
+            let Some(to) = family.to_socket(transmit.peer) else {
                 tracing::debug!(peer = %transmit.peer, local = %self.local, "unreachable address family; dropped");
                 continue;
             };
             if let Some(trace) = &self.trace {
-                trace(Direction::Sent, transmit.peer, &transmit.payload);
+                trace(Direction::Sent, transmit.peer, None, &transmit.payload);
             }
-            let result = match self.socket.try_send_to(&transmit.payload, to) {
+            let result = match socket.try_send_to(&transmit.payload, to) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.socket.send_to(&transmit.payload, to).await
+                    socket.send_to(&transmit.payload, to).await
                 }
                 other => other,
             };
@@ -477,6 +691,19 @@ impl Driver {
         }
         if let Some(pending) = self.pending.remove(&id) {
             self.keys.remove(&pending.key);
+            let outcome = match (&outcome, &self.link) {
+                (
+                    Outcome::Failed(RequestError::ConnectionClosed),
+                    Link::Stream {
+                        dialer: Some(dialer),
+                        ..
+                    },
+                ) => match dialer.failures.get(&pending.peer) {
+                    Some(kind) => Outcome::ConnectFailed(*kind),
+                    None => outcome,
+                },
+                _ => outcome,
+            };
             // The receiver may be gone (future dropped, cancel still queued): fine.
             let _ = pending.reply.send(outcome);
         }

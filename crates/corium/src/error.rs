@@ -43,6 +43,8 @@ pub(crate) enum Kind {
     },
     /// A block-wise transfer could not be completed (RFC 7959).
     Blockwise(&'static str),
+    /// The connection (RFC 8323) closed or was aborted before the response came.
+    ConnectionClosed(SocketAddr),
     /// A socket error, or the endpoint's driver task has stopped.
     Io(io::Error),
 }
@@ -72,9 +74,18 @@ impl Error {
             RequestError::NoAcknowledgement => Kind::NoAcknowledgement(peer),
             RequestError::Reset => Kind::Reset(peer),
             RequestError::BadResponse => Kind::BadResponse(peer),
+            RequestError::ConnectionClosed => Kind::ConnectionClosed(peer),
             // `RequestError::Timeout` and any variant added later.
             _ => Kind::Timeout(timeout),
         })
+    }
+
+    /// A connection (RFC 8323 transports) to `peer` could not be opened.
+    pub(crate) fn connect_failed(kind: io::ErrorKind, peer: SocketAddr) -> Error {
+        Error::new(Kind::Io(io::Error::new(
+            kind,
+            format!("cannot connect to {peer}: {}", io::Error::from(kind)),
+        )))
     }
 
     /// Attaches the request's target (URI or address) for the message.
@@ -172,6 +183,12 @@ impl fmt::Display for Error {
             }
             (Kind::Blockwise(msg), Some(t)) => write!(f, "request to {t} failed: {msg}"),
             (Kind::Blockwise(msg), None) => write!(f, "block-wise transfer failed: {msg}"),
+            (Kind::ConnectionClosed(peer), Some(t)) => {
+                write!(f, "request to {t} failed: the connection to {peer} closed")
+            }
+            (Kind::ConnectionClosed(peer), None) => {
+                write!(f, "the connection to {peer} closed before the response")
+            }
             (Kind::Io(err), Some(t)) => write!(f, "request to {t} failed: {err}"),
             (Kind::Io(err), None) => write!(f, "I/O error: {err}"),
         }

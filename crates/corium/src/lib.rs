@@ -68,6 +68,7 @@ mod observe;
 mod resource;
 mod router;
 mod server;
+mod tcp;
 mod udp;
 mod well_known;
 
@@ -78,6 +79,7 @@ pub use observe::{Observable, Observation};
 pub use resource::{Handler, HandlerFuture, Resource, ResourceAttrs};
 pub use router::Router;
 pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
+pub use tcp::{StreamLimits, WRITE_BACKLOG};
 pub use udp::{canonical as canonical_addr, MAX_DATAGRAM_SIZE, SOCKET_BUFFER_SIZE};
 
 pub use corium_proto::wire::{self, Code, ContentFormat, OptionNumber};

@@ -755,6 +755,10 @@ impl Observation {
                 observation.done = true;
                 return Err(err.into());
             }
+            Some(Outcome::ConnectFailed(kind)) => {
+                observation.done = true;
+                return Err(Error::connect_failed(kind, peer));
+            }
             Some(Outcome::Pong) | None => {
                 observation.done = true;
                 return Err(Error::closed());
@@ -790,6 +794,10 @@ impl Observation {
                     Some(Outcome::Rejected(err)) => {
                         self.done = true;
                         return Some(Err(err.into()));
+                    }
+                    Some(Outcome::ConnectFailed(kind)) => {
+                        self.done = true;
+                        return Some(Err(Error::connect_failed(kind, self.peer)));
                     }
                     Some(Outcome::Pong) | None => {
                         self.done = true;

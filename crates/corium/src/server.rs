@@ -15,9 +15,10 @@ use corium_proto::{EndpointConfig, IncomingId, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::driver::{Command, Direction, Driver, ServerSide, TraceFn};
+use crate::driver::{Command, Direction, Driver, Link, ServerSide, TraceFn};
 use crate::resource::{Handler, HandlerFuture};
 use crate::router::{Params, Router};
+use crate::tcp::{self, StreamLimits};
 use crate::udp::{self, BoundSocket, V6Mode};
 
 /// How long [`Server::run_until`] waits, by default, for in-flight handlers after the
@@ -227,6 +228,8 @@ pub struct ServerBuilder {
     shutdown_grace: Duration,
     reuse_address: bool,
     trace: Option<TraceFn>,
+    tcp: bool,
+    stream_limits: StreamLimits,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -247,6 +250,8 @@ impl Default for ServerBuilder {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             reuse_address: false,
             trace: None,
+            tcp: false,
+            stream_limits: StreamLimits::default(),
         }
     }
 }
@@ -266,6 +271,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serve CoAP over TCP (RFC 8323 `coap+tcp`) on every address given to
+    /// [`bind`](Self::bind), beside UDP and on the same port (default off).
+    pub fn tcp(mut self, yes: bool) -> Self {
+        self.tcp = yes;
+        self
+    }
+
+    /// Limits of TCP connections: Max-Message-Size (announced in the CSM, RFC 8323
+    /// §5.3.1, and enforced from the length shim), idle and half-received-message
+    /// timeouts, maximum connections.
+    pub fn stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.stream_limits = limits;
+        self
+    }
+
     /// Sets SO_REUSEADDR on the sockets (default off: on Linux it would let a second
     /// server bind the same UDP port and silently take its traffic).
     pub fn reuse_address(mut self, yes: bool) -> Self {
@@ -278,6 +298,19 @@ impl ServerBuilder {
     pub fn trace(
         mut self,
         f: impl Fn(Direction, SocketAddr, &[u8]) + Send + Sync + 'static,
+    ) -> Self {
+        self.trace = Some(Arc::new(move |d, p, _framing, b: &[u8]| f(d, p, b)));
+        self
+    }
+
+    /// Like `trace`, but also told how the message is framed: `None` for a datagram
+    /// (RFC 7252 §3), `Some` for a message of a reliable transport (RFC 8323 §3.2).
+    pub fn trace_framed(
+        mut self,
+        f: impl Fn(Direction, SocketAddr, Option<corium_proto::wire::Framing>, &[u8])
+            + Send
+            + Sync
+            + 'static,
     ) -> Self {
         self.trace = Some(Arc::new(f));
         self
@@ -301,8 +334,20 @@ impl ServerBuilder {
             tracing::debug!(local = %bound.local, "server socket bound");
             sockets.push(bound);
         }
+        let mut listeners = Vec::new();
+        if self.tcp {
+            // The same address and port as UDP (the UDP socket resolved port 0).
+            for addr in sockets.iter().map(|s| s.local) {
+                let listener = tcp::bind_listener(addr).map_err(|err| {
+                    io::Error::new(err.kind(), format!("cannot listen on TCP {addr}: {err}"))
+                })?;
+                listeners.push(listener);
+            }
+        }
         Ok(Server {
             sockets,
+            listeners,
+            stream_limits: self.stream_limits,
             router: Arc::new(router),
             config: self.config,
             shutdown_grace: self.shutdown_grace,
@@ -334,6 +379,8 @@ impl ServerBuilder {
 /// ```
 pub struct Server {
     sockets: Vec<BoundSocket>,
+    listeners: Vec<tokio::net::TcpListener>,
+    stream_limits: StreamLimits,
     router: Arc<Router>,
     config: EndpointConfig,
     shutdown_grace: Duration,
@@ -355,9 +402,17 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// The bound addresses (with the ports the system chose for port 0).
+    /// The bound UDP addresses (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.sockets.iter().map(|s| s.local).collect()
+    }
+
+    /// The TCP listening addresses (empty unless [`ServerBuilder::tcp`]).
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Serves until `shutdown` resolves; then stops reading, waits up to the shutdown
@@ -365,23 +420,43 @@ impl Server {
     /// returns. Returns early with the error if a socket fails.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let mut drivers = JoinSet::new();
+        let mut accepting = JoinSet::new();
         let mut controls = Vec::with_capacity(self.sockets.len());
-        for bound in self.sockets {
+        let mut links: Vec<((Link, SocketAddr), EndpointConfig)> = self
+            .sockets
+            .into_iter()
+            .map(|bound| (Link::udp(bound), self.config.clone()))
+            .collect();
+        for listener in self.listeners {
+            let local = listener.local_addr()?;
+            // One endpoint per listener; its peers are the connections (RFC 8323).
+            let config = EndpointConfig {
+                framing: Some(corium_proto::wire::Framing::Tcp),
+                max_message_size: self.stream_limits.max_message_size,
+                ..self.config.clone()
+            };
+            let limits = StreamLimits {
+                max_token_len: config.max_incoming_token_len,
+                ..self.stream_limits.clone()
+            };
+            let (events_tx, events) = mpsc::channel(1024);
+            accepting.spawn(tcp::accept_loop(listener, events_tx, limits));
+            let link = Link::Stream {
+                events,
+                conns: Default::default(),
+                dialer: None,
+            };
+            links.push(((link, local), config));
+        }
+        for ((link, local), config) in links {
             let (tx, rx) = mpsc::unbounded_channel();
-            let local = bound.local;
             let server = ServerSide {
                 router: Arc::clone(&self.router),
                 tx: tx.clone(),
                 in_flight: 0,
                 observers: Default::default(),
             };
-            let driver = Driver::new(
-                bound,
-                self.config.clone(),
-                rx,
-                self.trace.clone(),
-                Some(server),
-            );
+            let driver = Driver::new((link, local), config, rx, self.trace.clone(), Some(server));
             drivers.spawn(async move { (local, driver.run().await) });
             controls.push(tx);
         }
@@ -406,6 +481,7 @@ impl Server {
                 result = outcome(done);
             }
         }
+        accepting.abort_all();
         result
     }
 

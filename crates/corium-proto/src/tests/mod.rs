@@ -1,3 +1,4 @@
 mod message_layer;
 mod observe;
 mod pair;
+mod reliable;

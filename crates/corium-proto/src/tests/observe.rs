@@ -389,6 +389,7 @@ fn reordered_notifications_are_discarded() {
         options.set_uint(OptionNumber::OBSERVE, seq & 0xff_ffff);
         mid += 1;
         let wire = codec::encode(
+            None,
             MessageType::NonConfirmable,
             Code::CONTENT,
             mid,

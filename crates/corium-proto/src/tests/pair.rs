@@ -61,6 +61,8 @@ pub(crate) struct Pair {
     in_flight: Vec<InFlight>,
     seq: u64,
     pending_responses: Vec<(Instant, IncomingId, Response)>,
+    /// Connections an endpoint closed (reliable transports), in order: (closer, peer).
+    pub closed: Vec<(Addr, Addr)>,
 }
 
 pub(crate) fn echo_responder() -> Responder {
@@ -88,7 +90,34 @@ impl Pair {
             in_flight: Vec::new(),
             seq: 0,
             pending_responses: Vec::new(),
+            closed: Vec::new(),
         }
+    }
+
+    /// A pair on a reliable transport (RFC 8323): the client connects, both sides send
+    /// their CSM. Messages are delivered in order and without faults, as TCP does.
+    pub(crate) fn connected(
+        seed: u64,
+        framing: corium_wire::Framing,
+        client: EndpointConfig,
+        server: EndpointConfig,
+    ) -> Pair {
+        let mut pair = Pair::new(
+            seed,
+            EndpointConfig {
+                framing: Some(framing),
+                ..client
+            },
+            EndpointConfig {
+                framing: Some(framing),
+                ..server
+            },
+        );
+        pair.client.handle_connected(pair.now, SERVER);
+        pair.server.handle_connected(pair.now, CLIENT);
+        let latency = pair.latency;
+        pair.run_for(latency);
+        pair
     }
 
     pub(crate) fn default_pair(seed: u64) -> Pair {
@@ -111,7 +140,11 @@ impl Pair {
         } else {
             &mut self.client
         };
-        ep.handle_datagram(self.now, from, bytes);
+        if ep.config().framing.is_some() {
+            ep.handle_stream_message(self.now, from, bytes);
+        } else {
+            ep.handle_datagram(self.now, from, bytes);
+        }
         self.flush();
     }
 
@@ -125,6 +158,14 @@ impl Pair {
             }
             while let Some(t) = self.server.poll_transmit() {
                 self.put_on_wire(SERVER, t.peer, t.payload);
+                progressed = true;
+            }
+            while let Some(peer) = self.client.poll_close() {
+                self.close(CLIENT, peer);
+                progressed = true;
+            }
+            while let Some(peer) = self.server.poll_close() {
+                self.close(SERVER, peer);
                 progressed = true;
             }
             while let Some(e) = self.client.poll_event() {
@@ -148,6 +189,28 @@ impl Pair {
                 return;
             }
         }
+    }
+
+    /// `closer` closes its connection to `peer`: what is in flight is still delivered
+    /// (TCP flushes before FIN), then the other side learns of the close.
+    fn close(&mut self, closer: Addr, peer: Addr) {
+        self.closed.push((closer, peer));
+        let now = self.now;
+        let pending: Vec<InFlight> = self.in_flight.drain(..).collect();
+        for f in pending {
+            let ep = if f.to == SERVER {
+                &mut self.server
+            } else {
+                &mut self.client
+            };
+            ep.handle_stream_message(now, f.from, &f.bytes);
+        }
+        let other = if peer == SERVER {
+            &mut self.server
+        } else {
+            &mut self.client
+        };
+        other.handle_disconnected(now, closer);
     }
 
     fn answer_due(&mut self) -> bool {
@@ -226,7 +289,11 @@ impl Pair {
             } else {
                 &mut self.client
             };
-            ep.handle_datagram(now, f.from, &f.bytes);
+            if ep.config().framing.is_some() {
+                ep.handle_stream_message(now, f.from, &f.bytes);
+            } else {
+                ep.handle_datagram(now, f.from, &f.bytes);
+            }
             self.flush();
         }
         self.client.handle_timeout(now);
