@@ -49,6 +49,8 @@ pub(crate) struct Prepared {
     block_szx: Option<u8>,
     /// Write the payload here instead of stdout.
     output: Option<PathBuf>,
+    /// TLS settings for the secure schemes.
+    tls: Option<corium::tls::TlsClient>,
 }
 
 /// Looks up a content format by name or number (`text/plain`, `json`, `60`).
@@ -95,6 +97,8 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         .map(|spec| parse_hex_or_text_option_value(spec).map_err(Failure::usage))
         .collect::<Result<Vec<_>, _>>()?;
     let payload = read_payload(args.payload, args.payload_file)?;
+    let tls = args.tls.client()?;
+    crate::tls::check_secure_scheme(&args.uri, target.scheme, tls.is_some())?;
     Ok(Prepared {
         method,
         uri: args.uri,
@@ -109,6 +113,7 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         verbose: args.verbose,
         output: args.output,
         block_szx: args.block_szx,
+        tls,
     })
 }
 
@@ -131,12 +136,16 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
         verbose: args.verbose,
         output: None,
         block_szx: None,
+        tls: None,
     })
 }
 
 /// Opens the client for a prepared request: progress bar on terminals, `-b`, `-v`.
 async fn connect(p: &Prepared) -> Result<Client, Failure> {
     let mut builder = Client::builder();
+    if let Some(tls) = &p.tls {
+        builder = builder.tls(tls.clone());
+    }
     if !p.verbose {
         if let Some(bar) = crate::progress::for_stderr() {
             builder = builder.progress(bar);

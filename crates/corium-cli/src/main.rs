@@ -20,6 +20,7 @@ mod observe;
 mod plugtest;
 mod progress;
 mod serve;
+mod tls;
 mod trace;
 mod uri;
 
@@ -172,6 +173,9 @@ pub(crate) struct RequestArgs {
     /// blocks of this size, and downloads ask for it (early negotiation).
     #[arg(short = 'b', long = "block-size", value_name = "SIZE", value_parser = parse_block_size)]
     pub(crate) block_szx: Option<u8>,
+    /// TLS for coaps+tcp:// and coaps+ws://.
+    #[command(flatten)]
+    pub(crate) tls: tls::TlsArgs,
 }
 
 /// Arguments of `corium discover`.
@@ -211,6 +215,25 @@ pub(crate) struct ServeArgs {
     /// §2.9.3: larger uploads get 4.13 with Size1). Default 1048576.
     #[arg(long = "max-body", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=1 << 32))]
     pub(crate) max_body: Option<u64>,
+    /// Server certificate chain (PEM): with --key, also serve coaps+tcp (TLS,
+    /// RFC 8323) on PORT+1 of each --bind address (5684 by default).
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// Require TLS clients to present a certificate issued by these CAs (PEM).
+    #[arg(long = "ca", value_name = "FILE", requires = "cert")]
+    pub(crate) ca: Option<PathBuf>,
+    /// Where to serve coaps+tcp instead of PORT+1 (repeatable; needs --cert).
+    #[arg(long = "secure-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr, requires = "cert")]
+    pub(crate) secure_bind: Vec<SocketAddr>,
+    /// Serve coap+ws (CoAP over WebSockets at /.well-known/coap) here (repeatable).
+    #[arg(long = "ws-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
+    pub(crate) ws_bind: Vec<SocketAddr>,
+    /// Serve coaps+ws (WebSockets over TLS) here (repeatable; needs --cert).
+    #[arg(long = "wss-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr, requires = "cert")]
+    pub(crate) wss_bind: Vec<SocketAddr>,
 }
 
 /// Arguments of `corium bench`.

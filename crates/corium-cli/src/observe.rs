@@ -45,6 +45,9 @@ pub(crate) struct ObserveArgs {
     /// Print every message exchanged (a one-line dissection on stderr).
     #[arg(short = 'v', long = "verbose")]
     pub(crate) verbose: bool,
+    /// TLS for coaps+tcp:// and coaps+ws://.
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::TlsArgs,
 }
 
 /// Runs `corium observe`; returns the exit code.
@@ -55,14 +58,19 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
         .as_deref()
         .map(crate::client::parse_content_format)
         .transpose()?;
+    let tls = args.tls.client()?;
+    crate::tls::check_secure_scheme(&args.uri, target.scheme, tls.is_some())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        let mut builder = Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
         let client =
-            crate::client::bind_for(Client::builder(), &target.host, target.port, args.verbose)
-                .await?;
+            crate::client::bind_for(builder, &target.host, target.port, args.verbose).await?;
         let mut req = client.request(corium::Code::GET, &args.uri);
         if let Some(cf) = accept {
             req = req.accept(cf);

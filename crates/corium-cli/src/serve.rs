@@ -3,9 +3,12 @@
 //!
 //! Logging goes through `tracing` to stderr: the level comes from `RUST_LOG`
 //! when it is set, else `info` (`debug` with `-v`). Once every socket is
-//! bound, two lines go to stdout, `corium serving coap on ADDR[, ADDR…]` and
-//! `corium serving coap+tcp on ADDR[, ADDR…]`, naming the actual addresses
-//! (port 0 resolved), so that scripts and tests can learn the port. With `-v`, every datagram is also logged (at debug
+//! bound, lines go to stdout, `corium serving coap on ADDR[, ADDR…]` first,
+//! then one per RFC 8323 scheme (`corium serving coap+tcp on ADDR[, ADDR…]`,
+//! and `coaps+tcp`, `coap+ws`, `coaps+ws` when configured), naming the actual
+//! addresses (port 0 resolved), so that scripts and tests can learn the port.
+//! With `--cert`/`--key`, TLS listens on PORT+1 of each address (libcoap's
+//! convention) unless `--secure-bind` says otherwise. With `-v`, every datagram is also logged (at debug
 //! level) as a one-line dissection. Ctrl-C or SIGTERM stops the server
 //! cleanly.
 
@@ -70,11 +73,22 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// Binds the server; with the default addresses, falls back to IPv4 alone
 /// when the IPv6 socket cannot be had (no IPv6 on the host). The errors of
 /// `corium` name the address already.
+/// Where the RFC 8323 transports other than plain TCP listen.
+#[derive(Debug, Default, Clone)]
+struct StreamBinds {
+    tls: Option<corium::tls::TlsServer>,
+    /// coaps+tcp addresses; PORT+1 of each UDP address when empty.
+    secure: Vec<SocketAddr>,
+    ws: Vec<SocketAddr>,
+    wss: Vec<SocketAddr>,
+}
+
 async fn bind(
     addrs: &[SocketAddr],
     defaulted: bool,
     verbose: bool,
     max_body: Option<u64>,
+    streams: &StreamBinds,
 ) -> Result<Server, Failure> {
     let mut config = corium::EndpointConfig::default();
     if let Some(max) = max_body {
@@ -83,8 +97,26 @@ async fn bind(
         config.max_block1_total = config.max_block1_total.max(max);
         config.max_cached_response_bytes = config.max_cached_response_bytes.max(max);
     }
-    let builder = || {
-        let b = Server::builder().config(config.clone()).tcp(true);
+    let builder = |udp: &[SocketAddr]| {
+        let mut b = Server::builder()
+            .config(config.clone())
+            .tcp(true)
+            .websocket(&streams.ws);
+        if let Some(tls) = &streams.tls {
+            // libcoap's convention: TLS on the UDP port + 1 (5684 by default).
+            let secure: Vec<SocketAddr> = if streams.secure.is_empty() {
+                // Port 0 (any free port) stays 0.
+                udp.iter()
+                    .map(|a| match a.port() {
+                        0 => *a,
+                        p => SocketAddr::new(a.ip(), p.saturating_add(1)),
+                    })
+                    .collect()
+            } else {
+                streams.secure.clone()
+            };
+            b = b.tls(tls, &secure).secure_websocket(tls, &streams.wss);
+        }
         if verbose {
             // `-v`: every datagram dissected at debug level.
             b.trace_framed(|direction, peer, framing, bytes| {
@@ -95,12 +127,12 @@ async fn bind(
             b
         }
     };
-    match builder().bind(addrs, crate::plugtest::router()).await {
+    match builder(addrs).bind(addrs, crate::plugtest::router()).await {
         Ok(server) => Ok(server),
         Err(e) if defaulted && e.kind() != std::io::ErrorKind::AddrInUse => {
             let v4: SocketAddr = (Ipv4Addr::UNSPECIFIED, DEFAULT_PORT).into();
             tracing::warn!("{e}; trying {v4} alone");
-            builder()
+            builder(&[v4])
                 .bind(&[v4], crate::plugtest::router())
                 .await
                 .map_err(|e| Failure::other(e.to_string()))
@@ -121,28 +153,40 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
     } else {
         args.bind
     };
+    let streams = StreamBinds {
+        tls: crate::tls::server(args.cert.as_ref(), args.key.as_ref(), args.ca.as_ref())?,
+        secure: args.secure_bind,
+        ws: args.ws_bind,
+        wss: args.wss_bind,
+    };
     crate::runtime(true)?.block_on(async move {
-        let server = bind(&addrs, defaulted, args.verbose, args.max_body).await?;
+        let server = bind(&addrs, defaulted, args.verbose, args.max_body, &streams).await?;
         let bound = server
             .local_addrs()
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let tcp = server
-            .tcp_addrs()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut streams: Vec<(corium::wire::Scheme, Vec<String>)> = Vec::new();
+        for (scheme, addr) in server.stream_addrs() {
+            match streams.iter_mut().find(|(s, _)| *s == scheme) {
+                Some((_, addrs)) => addrs.push(addr.to_string()),
+                None => streams.push((scheme, vec![addr.to_string()])),
+            }
+        }
         let shutdown = shutdown_signal();
         // The first stdout lines, in one write so that a reader that stops after the
         // first line never leaves the second one to a closed pipe; a closed stdout is
         // no reason to stop serving.
         {
             use std::io::Write as _;
-            let lines =
-                format!("corium serving coap on {bound}\ncorium serving coap+tcp on {tcp}\n");
+            let mut lines = format!("corium serving coap on {bound}\n");
+            for (scheme, addrs) in &streams {
+                lines.push_str(&format!(
+                    "corium serving {scheme} on {}\n",
+                    addrs.join(", ")
+                ));
+            }
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
         }

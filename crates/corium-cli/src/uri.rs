@@ -17,7 +17,7 @@ const WELL_KNOWN_CORE: &str = "/.well-known/core";
 /// A checked `coap://` URI (RFC 7252 §6.4 steps 1-9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
-    /// `coap` or `coap+tcp`.
+    /// The scheme: `coap` or one of RFC 8323.
     pub(crate) scheme: Scheme,
     /// The host: an IP address without brackets, or a lowercase name.
     pub(crate) host: String,
@@ -37,19 +37,17 @@ fn invalid(uri: &str, reason: &str) -> String {
 }
 
 /// Parses `uri` with `corium_wire` and insists on a scheme the CLI speaks:
-/// `coap` (UDP) or `coap+tcp` (RFC 8323).
+/// `coap` (UDP) or one of RFC 8323 (`coap+tcp`, `coaps+tcp`, `coap+ws`,
+/// `coaps+ws`); `coaps` (DTLS) is not there yet.
 fn parse_coap(uri: &str) -> Result<Uri<'_>, String> {
     if uri.is_empty() {
         return Err(invalid(uri, "empty"));
     }
     let parsed = Uri::parse(uri).map_err(|e| invalid(uri, &e.to_string()))?;
-    if !matches!(parsed.scheme, Scheme::Coap | Scheme::CoapTcp) {
+    if parsed.scheme == Scheme::Coaps {
         return Err(invalid(
             uri,
-            &format!(
-                "unsupported scheme \"{}\" (coap and coap+tcp are supported)",
-                parsed.scheme
-            ),
+            "unsupported scheme \"coaps\" (DTLS is not supported yet; coap, coap+tcp, coaps+tcp, coap+ws and coaps+ws are)",
         ));
     }
     Ok(parsed)
@@ -185,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             parse("coaps://x/").unwrap_err(),
-            r#"invalid URI "coaps://x/": unsupported scheme "coaps" (coap and coap+tcp are supported)"#
+            r#"invalid URI "coaps://x/": unsupported scheme "coaps" (DTLS is not supported yet; coap, coap+tcp, coaps+tcp, coap+ws and coaps+ws are)"#
         );
         assert_eq!(parse("").unwrap_err(), r#"invalid URI "": empty"#);
         for bad in [

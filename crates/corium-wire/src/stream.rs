@@ -91,6 +91,8 @@ pub enum StreamError {
     LengthMismatch,
     /// A WebSocket message with a non-zero Len nibble (RFC 8323 §4.2).
     NonZeroWebSocketLength,
+    /// A WebSocket text frame: CoAP messages travel in binary frames (RFC 8323 §4.2).
+    WebSocketTextFrame,
 }
 
 impl From<ParseError> for StreamError {
@@ -109,6 +111,9 @@ impl fmt::Display for StreamError {
             StreamError::LengthMismatch => f.write_str("length shim does not match the message"),
             StreamError::NonZeroWebSocketLength => {
                 f.write_str("WebSocket message with a non-zero length nibble")
+            }
+            StreamError::WebSocketTextFrame => {
+                f.write_str("WebSocket text frame (CoAP messages travel in binary frames)")
             }
         }
     }

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::driver::{Command, Dialer, Direction, Driver, Link, Outcome, TraceFn};
 use crate::error::{Error, Kind};
 use crate::tcp::StreamLimits;
+use crate::tls::TlsClient;
 use crate::udp::{self, canonical, Family, V6Mode};
 
 /// Configures and binds a [`Client`].
@@ -27,6 +28,7 @@ pub struct ClientBuilder {
     trace: Option<TraceFn>,
     progress: Option<ProgressFn>,
     stream_limits: StreamLimits,
+    tls: Option<TlsClient>,
 }
 
 /// How far a block-wise transfer (RFC 7959) has come, for progress displays.
@@ -97,13 +99,37 @@ impl ClientBuilder {
         self
     }
 
-    /// Starts the driver for TCP connections (no socket yet: each peer's connection
-    /// is opened by the first request to it and reused after).
-    fn start_stream(self) -> Client {
+    /// Trust anchors and an optional client certificate for `coaps+tcp://` and
+    /// `coaps+ws://` (RFC 8323 §9.2). Without it, secure schemes are refused.
+    pub fn tls(mut self, tls: TlsClient) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Starts the driver for connections of one scheme (no socket yet: each peer's
+    /// connection is opened by the first request to it and reused after).
+    fn start_stream(self, scheme: Scheme) -> Result<Client, Error> {
+        let websocket = matches!(scheme, Scheme::CoapWs | Scheme::CoapsWs);
+        let tls = match scheme {
+            Scheme::CoapsTcp | Scheme::CoapsWs => match &self.tls {
+                Some(tls) => Some(tls.connector(websocket)),
+                None => {
+                    return Err(Error::uri(format!(
+                        "scheme {scheme} needs TLS trust anchors (a CA file, or insecure mode for tests)"
+                    )))
+                }
+            },
+            _ => None,
+        };
+        let framing = if websocket {
+            corium_proto::wire::Framing::WebSocket
+        } else {
+            corium_proto::wire::Framing::Tcp
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::channel(1024);
         let config = EndpointConfig {
-            framing: Some(corium_proto::wire::Framing::Tcp),
+            framing: Some(framing),
             max_message_size: self.stream_limits.max_message_size,
             ..self.config
         };
@@ -113,10 +139,13 @@ impl ClientBuilder {
         };
         let default_timeout = config.request_timeout();
         let block_szx = config.max_block_szx.min(UPLOAD_SZX);
+        let names = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         let dialer = Dialer {
             events: events_tx,
             limits,
             connect_timeout: default_timeout,
+            dial: crate::tcp::Dial { tls, websocket },
+            names: Arc::clone(&names),
             waiting: Default::default(),
             failures: Default::default(),
         };
@@ -129,10 +158,10 @@ impl ClientBuilder {
         let driver = Driver::new((link, local), config, rx, self.trace, None);
         tokio::spawn(async move {
             if let Err(err) = driver.run().await {
-                tracing::error!(%err, "TCP client driver stopped");
+                tracing::error!(%err, %scheme, "client driver stopped");
             }
         });
-        Client {
+        Ok(Client {
             inner: Arc::new(Inner {
                 tx,
                 local,
@@ -142,9 +171,10 @@ impl ClientBuilder {
                 block_szx,
                 progress: self.progress,
                 next_key: AtomicU64::new(0),
-                stream: None,
+                companions: None,
+                names: Some(names),
             }),
-        }
+        })
     }
 
     /// Binds to `addr` (e.g. `[::]:0`, dual-stack where the system allows it, or
@@ -157,7 +187,10 @@ impl ClientBuilder {
         let default_timeout = self.config.request_timeout();
         let ping_timeout = self.config.transmission.max_transmit_wait();
         let block_szx = self.config.max_block_szx.min(UPLOAD_SZX);
-        let stream = Some((self.clone(), tokio::sync::OnceCell::new()));
+        let companions = Some(Box::new(Companions {
+            builder: self.clone(),
+            by_scheme: Default::default(),
+        }));
         let driver = Driver::new(Link::udp(bound), self.config, rx, self.trace, None);
         tokio::spawn(async move {
             if let Err(err) = driver.run().await {
@@ -174,7 +207,8 @@ impl ClientBuilder {
                 block_szx,
                 progress: self.progress,
                 next_key: AtomicU64::new(0),
-                stream,
+                companions,
+                names: None,
             }),
         })
     }
@@ -193,9 +227,18 @@ struct Inner {
     /// The progress callback, if any.
     progress: Option<ProgressFn>,
     next_key: AtomicU64,
-    /// The UDP client's TCP companion (RFC 8323), started by the first `coap+tcp`
-    /// request from the builder that made this client; `None` in the companion itself.
-    stream: Option<(ClientBuilder, tokio::sync::OnceCell<Client>)>,
+    /// The UDP client's companions for the RFC 8323 schemes, each started by the first
+    /// request of its scheme; `None` in a companion itself.
+    companions: Option<Box<Companions>>,
+    /// In a companion: the host names requests addressed each peer by.
+    names: Option<Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>>,
+}
+
+/// The connection-oriented clients of a UDP client, one per scheme (RFC 8323 §8).
+struct Companions {
+    builder: ClientBuilder,
+    /// `coap+tcp`, `coaps+tcp`, `coap+ws`, `coaps+ws`.
+    by_scheme: [tokio::sync::OnceCell<Client>; 4],
 }
 
 /// A CoAP client over one UDP socket.
@@ -296,14 +339,38 @@ impl Client {
     /// The client for a URI scheme: this one for `coap`, its TCP companion for
     /// `coap+tcp` (RFC 8323 §8.1).
     async fn for_scheme(&self, scheme: Scheme) -> Result<Client, Error> {
-        match (scheme, &self.inner.stream) {
-            (Scheme::Coap, _) => Ok(self.clone()),
-            (Scheme::CoapTcp, Some((builder, cell))) => Ok(cell
-                .get_or_init(|| async { builder.clone().start_stream() })
-                .await
-                .clone()),
-            (Scheme::CoapTcp, None) => Ok(self.clone()),
-            (other, _) => Err(Error::uri(format!("scheme {other} is not supported yet"))),
+        let slot = match scheme {
+            Scheme::Coap => return Ok(self.clone()),
+            Scheme::CoapTcp => 0,
+            Scheme::CoapsTcp => 1,
+            Scheme::CoapWs => 2,
+            Scheme::CoapsWs => 3,
+            other => return Err(Error::uri(format!("scheme {other} is not supported yet"))),
+        };
+        let Some(companions) = &self.inner.companions else {
+            return Ok(self.clone()); // Already the companion of its scheme.
+        };
+        companions.by_scheme[slot]
+            .get_or_try_init(|| async { companions.builder.clone().start_stream(scheme) })
+            .await
+            .cloned()
+    }
+
+    /// Remembers the host name `peer` was addressed by, for TLS and WebSockets.
+    fn remember_host(&self, peer: SocketAddr, request: &Request) {
+        let (Some(names), Some(host)) = (
+            &self.inner.names,
+            request
+                .options
+                .get(OptionNumber::URI_HOST)
+                .and_then(|h| std::str::from_utf8(h).ok()),
+        ) else {
+            return;
+        };
+        if let Ok(mut names) = names.lock() {
+            if names.len() < 4096 || names.contains_key(&peer) {
+                names.insert(peer, host.to_owned());
+            }
         }
     }
 
@@ -693,6 +760,7 @@ impl RequestBuilder {
             let (scheme, peer, request) = prepare(&client, &uri, request).await?;
             let client = client.for_scheme(scheme).await?;
             let peer = client.reachable(peer)?;
+            client.remember_host(peer, &request);
             let timeout = options.timeout.unwrap_or(client.inner.default_timeout);
             crate::observe::Observation::start(client.clone(), peer, request, options, timeout)
                 .await
@@ -712,6 +780,7 @@ impl RequestBuilder {
         let result = async {
             let (scheme, peer, request) = prepare(&client, &uri, request).await?;
             let client = client.for_scheme(scheme).await?;
+            client.remember_host(peer, &request);
             client.send_to(peer, request, options).await
         }
         .await;
@@ -760,7 +829,7 @@ async fn prepare(
     mut request: Request,
 ) -> Result<(Scheme, SocketAddr, Request), Error> {
     let parsed = Uri::parse(uri).map_err(|e| Error::uri(e.to_string()))?;
-    if !matches!(parsed.scheme, Scheme::Coap | Scheme::CoapTcp) {
+    if parsed.scheme == Scheme::Coaps {
         return Err(Error::uri(format!(
             "scheme {} is not supported yet",
             parsed.scheme

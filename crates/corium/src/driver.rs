@@ -56,6 +56,11 @@ pub(crate) struct Dialer {
     pub(crate) events: mpsc::Sender<ConnEvent>,
     pub(crate) limits: crate::tcp::StreamLimits,
     pub(crate) connect_timeout: Duration,
+    /// TLS and WebSocket steps of a new connection.
+    pub(crate) dial: crate::tcp::Dial,
+    /// The host names the client addressed each peer by (for TLS server names and
+    /// the WebSocket request); an IP literal when absent.
+    pub(crate) names: Arc<std::sync::Mutex<HashMap<SocketAddr, String>>>,
     /// Messages for connections being opened, in order (the CSM first).
     pub(crate) waiting: HashMap<SocketAddr, Vec<bytes::Bytes>>,
     /// Why the last connection attempt to a peer failed, for its requests' errors.
@@ -587,11 +592,19 @@ impl Driver {
                             }
                             waiting.push(transmit.payload);
                             if first {
+                                let host = dialer
+                                    .names
+                                    .lock()
+                                    .ok()
+                                    .and_then(|names| names.get(&peer).cloned())
+                                    .unwrap_or_else(|| peer.ip().to_string());
                                 crate::tcp::spawn_connect(
                                     peer,
+                                    host,
                                     dialer.events.clone(),
                                     dialer.limits.clone(),
                                     dialer.connect_timeout,
+                                    dialer.dial.clone(),
                                 );
                             }
                         }

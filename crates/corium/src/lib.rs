@@ -69,8 +69,10 @@ mod resource;
 mod router;
 mod server;
 mod tcp;
+pub mod tls;
 mod udp;
 mod well_known;
+mod ws;
 
 pub use client::{Client, ClientBuilder, Progress, RequestBuilder};
 pub use driver::Direction;

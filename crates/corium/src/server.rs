@@ -19,7 +19,9 @@ use crate::driver::{Command, Direction, Driver, Link, ServerSide, TraceFn};
 use crate::resource::{Handler, HandlerFuture};
 use crate::router::{Params, Router};
 use crate::tcp::{self, StreamLimits};
+use crate::tls::TlsServer;
 use crate::udp::{self, BoundSocket, V6Mode};
+use corium_proto::wire::{Framing, Scheme};
 
 /// How long [`Server::run_until`] waits, by default, for in-flight handlers after the
 /// shutdown signal.
@@ -230,6 +232,8 @@ pub struct ServerBuilder {
     trace: Option<TraceFn>,
     tcp: bool,
     stream_limits: StreamLimits,
+    /// TLS and WebSocket listeners: address, setup, scheme.
+    secure_and_ws: Vec<(SocketAddr, tcp::Accept, Scheme)>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -252,6 +256,7 @@ impl Default for ServerBuilder {
             trace: None,
             tcp: false,
             stream_limits: StreamLimits::default(),
+            secure_and_ws: Vec::new(),
         }
     }
 }
@@ -275,6 +280,48 @@ impl ServerBuilder {
     /// [`bind`](Self::bind), beside UDP and on the same port (default off).
     pub fn tcp(mut self, yes: bool) -> Self {
         self.tcp = yes;
+        self
+    }
+
+    /// Also serve `coaps+tcp` (CoAP over TLS, RFC 8323 §3, §8.2, ALPN `coap`) on `addrs`
+    /// with these credentials.
+    pub fn tls(mut self, tls: &TlsServer, addrs: &[SocketAddr]) -> Self {
+        let accept = tcp::Accept {
+            tls: Some(tls.acceptor(false)),
+            websocket: false,
+        };
+        for &addr in addrs {
+            self.secure_and_ws
+                .push((addr, accept.clone(), Scheme::CoapsTcp));
+        }
+        self
+    }
+
+    /// Also serve `coap+ws` (CoAP over WebSockets, RFC 8323 §4, at `/.well-known/coap`)
+    /// on `addrs`.
+    pub fn websocket(mut self, addrs: &[SocketAddr]) -> Self {
+        let accept = tcp::Accept {
+            tls: None,
+            websocket: true,
+        };
+        for &addr in addrs {
+            self.secure_and_ws
+                .push((addr, accept.clone(), Scheme::CoapWs));
+        }
+        self
+    }
+
+    /// Also serve `coaps+ws` (CoAP over WebSockets over TLS, RFC 8323 §4, §8.4) on
+    /// `addrs` with these credentials.
+    pub fn secure_websocket(mut self, tls: &TlsServer, addrs: &[SocketAddr]) -> Self {
+        let accept = tcp::Accept {
+            tls: Some(tls.acceptor(true)),
+            websocket: true,
+        };
+        for &addr in addrs {
+            self.secure_and_ws
+                .push((addr, accept.clone(), Scheme::CoapsWs));
+        }
         self
     }
 
@@ -334,15 +381,27 @@ impl ServerBuilder {
             tracing::debug!(local = %bound.local, "server socket bound");
             sockets.push(bound);
         }
-        let mut listeners = Vec::new();
+        let mut wanted = Vec::new();
         if self.tcp {
             // The same address and port as UDP (the UDP socket resolved port 0).
+            let plain = tcp::Accept {
+                tls: None,
+                websocket: false,
+            };
             for addr in sockets.iter().map(|s| s.local) {
-                let listener = tcp::bind_listener(addr).map_err(|err| {
-                    io::Error::new(err.kind(), format!("cannot listen on TCP {addr}: {err}"))
-                })?;
-                listeners.push(listener);
+                wanted.push((addr, plain.clone(), Scheme::CoapTcp));
             }
+        }
+        wanted.extend(self.secure_and_ws);
+        let mut listeners = Vec::new();
+        for (addr, accept, scheme) in wanted {
+            let listener = tcp::bind_listener(addr).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot listen for {scheme} on {addr}: {err}"),
+                )
+            })?;
+            listeners.push((listener, accept, scheme));
         }
         Ok(Server {
             sockets,
@@ -379,7 +438,7 @@ impl ServerBuilder {
 /// ```
 pub struct Server {
     sockets: Vec<BoundSocket>,
-    listeners: Vec<tokio::net::TcpListener>,
+    listeners: Vec<(tokio::net::TcpListener, tcp::Accept, Scheme)>,
     stream_limits: StreamLimits,
     router: Arc<Router>,
     config: EndpointConfig,
@@ -407,11 +466,20 @@ impl Server {
         self.sockets.iter().map(|s| s.local).collect()
     }
 
-    /// The TCP listening addresses (empty unless [`ServerBuilder::tcp`]).
+    /// The `coap+tcp` listening addresses (empty unless [`ServerBuilder::tcp`]).
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.stream_addrs()
+            .into_iter()
+            .filter(|(scheme, _)| *scheme == Scheme::CoapTcp)
+            .map(|(_, addr)| addr)
+            .collect()
+    }
+
+    /// Every connection-oriented listener (RFC 8323): its scheme and address.
+    pub fn stream_addrs(&self) -> Vec<(Scheme, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _, scheme)| Some((*scheme, l.local_addr().ok()?)))
             .collect()
     }
 
@@ -427,11 +495,17 @@ impl Server {
             .into_iter()
             .map(|bound| (Link::udp(bound), self.config.clone()))
             .collect();
-        for listener in self.listeners {
+        for (listener, accept, scheme) in self.listeners {
             let local = listener.local_addr()?;
+            let framing = if accept.websocket {
+                Framing::WebSocket
+            } else {
+                Framing::Tcp
+            };
+            tracing::debug!(%local, %scheme, "listening");
             // One endpoint per listener; its peers are the connections (RFC 8323).
             let config = EndpointConfig {
-                framing: Some(corium_proto::wire::Framing::Tcp),
+                framing: Some(framing),
                 max_message_size: self.stream_limits.max_message_size,
                 ..self.config.clone()
             };
@@ -440,7 +514,7 @@ impl Server {
                 ..self.stream_limits.clone()
             };
             let (events_tx, events) = mpsc::channel(1024);
-            accepting.spawn(tcp::accept_loop(listener, events_tx, limits));
+            accepting.spawn(tcp::accept_loop(listener, events_tx, limits, accept));
             let link = Link::Stream {
                 events,
                 conns: Default::default(),

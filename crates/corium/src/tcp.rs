@@ -1,4 +1,6 @@
-//! CoAP over TCP (RFC 8323 §3): the listener and per-connection tasks.
+//! CoAP over TCP, TLS and WebSockets (RFC 8323 §3, §4): the listener, the connection
+//! setup (TLS handshake, WebSocket upgrade) and the per-connection tasks of byte streams
+//! (the WebSocket ones are in [`crate::ws`]).
 //!
 //! Every connection gets a reader task and a writer task. The reader cuts the byte
 //! stream into messages with [`frame_len`] (refusing a message larger than the
@@ -16,11 +18,29 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use corium_proto::wire::{frame_len, StreamError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
 use crate::udp::canonical;
+
+/// What an accepted TCP connection goes through before it carries CoAP.
+#[derive(Clone)]
+pub(crate) struct Accept {
+    /// A TLS handshake first (`coaps+tcp`, `coaps+ws`).
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// A WebSocket upgrade (`coap+ws`, `coaps+ws`).
+    pub(crate) websocket: bool,
+}
+
+/// What a connection this side opens goes through before it carries CoAP.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    /// A TLS handshake first.
+    pub(crate) tls: Option<tokio_rustls::TlsConnector>,
+    /// A WebSocket upgrade.
+    pub(crate) websocket: bool,
+}
 
 /// Bytes queued for one connection above which its reader pauses.
 pub const WRITE_BACKLOG: usize = 1 << 20;
@@ -54,7 +74,6 @@ impl Default for StreamLimits {
 }
 
 /// What the connection tasks tell the driver.
-#[derive(Debug)]
 pub(crate) enum ConnEvent {
     /// A connection is up; the driver writes to it through `writer`.
     Opened {
@@ -71,7 +90,7 @@ pub(crate) enum ConnEvent {
     ConnectFailed { peer: SocketAddr, err: io::Error },
 }
 
-enum WriteCmd {
+pub(crate) enum WriteCmd {
     Data(Bytes),
     Close,
 }
@@ -79,8 +98,8 @@ enum WriteCmd {
 /// The driver's handle on a connection's writer task.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnWriter {
-    tx: mpsc::UnboundedSender<WriteCmd>,
-    backlog: Arc<Backlog>,
+    pub(crate) tx: mpsc::UnboundedSender<WriteCmd>,
+    pub(crate) backlog: Arc<Backlog>,
 }
 
 impl std::fmt::Debug for WriteCmd {
@@ -93,9 +112,32 @@ impl std::fmt::Debug for WriteCmd {
 }
 
 #[derive(Debug, Default)]
-struct Backlog {
-    bytes: AtomicUsize,
-    drained: Notify,
+pub(crate) struct Backlog {
+    pub(crate) bytes: AtomicUsize,
+    pub(crate) drained: Notify,
+}
+
+impl Backlog {
+    /// A message of `len` bytes was written (or dropped).
+    pub(crate) fn written(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+
+    /// Waits while more than [`WRITE_BACKLOG`] bytes wait for the peer: a peer that does
+    /// not read its responses gets nothing more read. `false` if that lasted `limit`.
+    pub(crate) async fn wait_below_limit(&self, limit: Duration) -> bool {
+        while self.bytes.load(Ordering::Relaxed) > WRITE_BACKLOG {
+            let drained = self.drained.notified();
+            if self.bytes.load(Ordering::Relaxed) <= WRITE_BACKLOG {
+                break;
+            }
+            if tokio::time::timeout(limit, drained).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 impl ConnWriter {
@@ -115,6 +157,23 @@ impl ConnWriter {
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionCount(AtomicUsize);
 
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenConnection(Arc<ConnectionCount>);
+
+impl OpenConnection {
+    fn new(count: &Arc<ConnectionCount>) -> OpenConnection {
+        count.0.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(count))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Binds a TCP listener (SO_REUSEADDR, as servers do, so a restart does not wait for
 /// TIME_WAIT; IPv6 listeners are IPv6-only so that `[::]:P` and `0.0.0.0:P` coexist).
 pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -131,11 +190,14 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts connections until the listener fails or the driver goes away.
+/// Accepts connections until the listener fails or the driver goes away. Each one is
+/// set up (TLS handshake, WebSocket upgrade) in a task of its own, within
+/// [`StreamLimits::frame_timeout`], so a stalled handshake holds nothing but itself.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     events: mpsc::Sender<ConnEvent>,
     limits: StreamLimits,
+    accept: Accept,
 ) {
     let open = Arc::new(ConnectionCount::default());
     loop {
@@ -156,55 +218,106 @@ pub(crate) async fn accept_loop(
             drop(stream);
             continue;
         }
-        open.0.fetch_add(1, Ordering::Relaxed);
-        spawn_connection(
-            stream,
-            canonical(from),
-            events.clone(),
-            limits.clone(),
-            Arc::clone(&open),
-        );
+        let counted = OpenConnection::new(&open);
+        let (events, limits, accept) = (events.clone(), limits.clone(), accept.clone());
+        tokio::spawn(async move {
+            let peer = canonical(from);
+            let _ = stream.set_nodelay(true);
+            let setup = tokio::time::timeout(limits.frame_timeout, async {
+                match (accept.tls, accept.websocket) {
+                    (None, false) => {
+                        spawn_connection(stream, peer, events, limits.clone(), counted);
+                        Ok(())
+                    }
+                    (Some(tls), false) => {
+                        let stream = tls.accept(stream).await?;
+                        spawn_connection(stream, peer, events, limits.clone(), counted);
+                        Ok(())
+                    }
+                    (None, true) => {
+                        let ws = crate::ws::accept(stream, &limits).await?;
+                        crate::ws::spawn_connection(ws, peer, events, limits.clone(), counted);
+                        Ok(())
+                    }
+                    (Some(tls), true) => {
+                        let stream = tls.accept(stream).await?;
+                        let ws = crate::ws::accept(stream, &limits).await?;
+                        crate::ws::spawn_connection(ws, peer, events, limits.clone(), counted);
+                        Ok(())
+                    }
+                }
+            })
+            .await;
+            match setup {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    let err: io::Error = err;
+                    tracing::debug!(%peer, %err, "connection setup failed");
+                }
+                Err(_) => tracing::debug!(%peer, "connection setup timed out"),
+            }
+        });
     }
 }
 
-/// Opens a connection to `peer` (the client side); the outcome arrives as
-/// [`ConnEvent::Opened`] or [`ConnEvent::ConnectFailed`].
+/// Opens a connection to `peer` (the client side), with TLS and the WebSocket upgrade
+/// as `dial` says (`host` names the server for certificate checks, SNI and the
+/// WebSocket request); the outcome arrives as [`ConnEvent::Opened`] or
+/// [`ConnEvent::ConnectFailed`].
 pub(crate) fn spawn_connect(
     peer: SocketAddr,
+    host: String,
     events: mpsc::Sender<ConnEvent>,
     limits: StreamLimits,
     connect_timeout: Duration,
+    dial: Dial,
 ) {
     tokio::spawn(async move {
-        let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(peer)).await;
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                let _ = events.send(ConnEvent::ConnectFailed { peer, err }).await;
-                return;
+        let opened = tokio::time::timeout(connect_timeout, async {
+            let stream = TcpStream::connect(peer).await?;
+            let _ = stream.set_nodelay(true);
+            let counted = OpenConnection::new(&Arc::new(ConnectionCount::default()));
+            match (dial.tls, dial.websocket) {
+                (None, false) => spawn_connection(stream, peer, events.clone(), limits, counted),
+                (Some(tls), false) => {
+                    let name = crate::tls::server_name(&host)?;
+                    let stream = tls.connect(name, stream).await?;
+                    spawn_connection(stream, peer, events.clone(), limits, counted);
+                }
+                (None, true) => {
+                    let ws = crate::ws::connect(stream, &host, peer, false, &limits).await?;
+                    crate::ws::spawn_connection(ws, peer, events.clone(), limits, counted);
+                }
+                (Some(tls), true) => {
+                    let name = crate::tls::server_name(&host)?;
+                    let stream = tls.connect(name, stream).await?;
+                    let ws = crate::ws::connect(stream, &host, peer, true, &limits).await?;
+                    crate::ws::spawn_connection(ws, peer, events.clone(), limits, counted);
+                }
             }
-            Err(_) => {
-                let err = io::Error::new(io::ErrorKind::TimedOut, "connection timed out");
-                let _ = events.send(ConnEvent::ConnectFailed { peer, err }).await;
-                return;
-            }
+            Ok::<(), io::Error>(())
+        })
+        .await;
+        let err = match opened {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err,
+            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
         };
-        let open = Arc::new(ConnectionCount::default());
-        open.0.fetch_add(1, Ordering::Relaxed);
-        spawn_connection(stream, peer, events, limits, open);
+        let _ = events.send(ConnEvent::ConnectFailed { peer, err }).await;
     });
 }
 
 /// Starts the reader and writer tasks of one connection and announces it.
-pub(crate) fn spawn_connection(
-    stream: TcpStream,
+pub(crate) fn spawn_connection<S>(
+    stream: S,
     peer: SocketAddr,
     events: mpsc::Sender<ConnEvent>,
     limits: StreamLimits,
-    open: Arc<ConnectionCount>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+    counted: OpenConnection,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut read, mut write) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<WriteCmd>();
     let backlog = Arc::new(Backlog::default());
     let writer = ConnWriter {
@@ -217,10 +330,7 @@ pub(crate) fn spawn_connection(
             match cmd {
                 WriteCmd::Data(data) => {
                     let result = write.write_all(&data).await;
-                    writer_backlog
-                        .bytes
-                        .fetch_sub(data.len(), Ordering::Relaxed);
-                    writer_backlog.drained.notify_waiters();
+                    writer_backlog.written(data.len());
                     if result.is_err() {
                         break;
                     }
@@ -256,9 +366,8 @@ pub(crate) fn spawn_connection(
             }
             Err(ReadEnd::DriverGone) => {}
         }
-        // Close the writer if the driver did not (it stays open for the Abort).
-        let _ = writer;
-        open.0.fetch_sub(1, Ordering::Relaxed);
+        // The writer stays open for an Abort until the driver lets go of it too.
+        drop((writer, counted));
     });
 }
 
@@ -270,7 +379,7 @@ enum ReadEnd {
 }
 
 async fn read_messages(
-    read: &mut tokio::net::tcp::OwnedReadHalf,
+    read: &mut (impl AsyncRead + Unpin),
     peer: SocketAddr,
     events: &mpsc::Sender<ConnEvent>,
     limits: &StreamLimits,
