@@ -628,7 +628,7 @@ impl Client {
         match self.wait(key, reply).await? {
             Outcome::Response(response) => Ok(response),
             Outcome::Failed(err) => Err(Error::from_request_error(err, peer, timeout)),
-            Outcome::ConnectFailed(kind) => Err(Error::connect_failed(kind, peer)),
+            Outcome::ConnectFailed(kind, text) => Err(Error::connect_failed(kind, &text, peer)),
             Outcome::Rejected(err) => Err(err.into()),
             Outcome::Pong => Err(Error::new(Kind::Io(io::Error::other(
                 "unexpected pong for a request",
@@ -650,7 +650,7 @@ impl Client {
                     peer,
                     self.inner.ping_timeout,
                 )),
-                Outcome::ConnectFailed(kind) => Err(Error::connect_failed(kind, peer)),
+                Outcome::ConnectFailed(kind, text) => Err(Error::connect_failed(kind, &text, peer)),
                 Outcome::Rejected(err) => Err(err.into()),
             }
         }

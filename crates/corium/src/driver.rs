@@ -64,7 +64,7 @@ pub(crate) struct Dialer {
     /// Messages for connections being opened, in order (the CSM first).
     pub(crate) waiting: HashMap<SocketAddr, Vec<bytes::Bytes>>,
     /// Why the last connection attempt to a peer failed, for its requests' errors.
-    pub(crate) failures: HashMap<SocketAddr, io::ErrorKind>,
+    pub(crate) failures: HashMap<SocketAddr, (io::ErrorKind, String)>,
 }
 
 /// Messages held for one connection being opened; beyond it the connection is given up.
@@ -121,8 +121,8 @@ pub(crate) type TraceFn =
 pub(crate) enum Outcome {
     Response(Response),
     Failed(RequestError),
-    /// A connection could not be opened (RFC 8323 transports).
-    ConnectFailed(io::ErrorKind),
+    /// A connection could not be opened (RFC 8323 transports): the error's kind and text.
+    ConnectFailed(io::ErrorKind, String),
     Rejected(SendError),
     Pong,
 }
@@ -535,7 +535,7 @@ impl Driver {
                 tracing::debug!(%peer, %err, "connection failed");
                 if let Some(dialer) = dialer {
                     dialer.waiting.remove(&peer);
-                    dialer.failures.insert(peer, err.kind());
+                    dialer.failures.insert(peer, (err.kind(), err.to_string()));
                 }
                 self.endpoint.handle_disconnected(now, peer);
             }
@@ -712,7 +712,7 @@ impl Driver {
                         ..
                     },
                 ) => match dialer.failures.get(&pending.peer) {
-                    Some(kind) => Outcome::ConnectFailed(*kind),
+                    Some((kind, text)) => Outcome::ConnectFailed(*kind, text.clone()),
                     None => outcome,
                 },
                 _ => outcome,

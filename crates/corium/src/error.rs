@@ -81,10 +81,10 @@ impl Error {
     }
 
     /// A connection (RFC 8323 transports) to `peer` could not be opened.
-    pub(crate) fn connect_failed(kind: io::ErrorKind, peer: SocketAddr) -> Error {
+    pub(crate) fn connect_failed(kind: io::ErrorKind, text: &str, peer: SocketAddr) -> Error {
         Error::new(Kind::Io(io::Error::new(
             kind,
-            format!("cannot connect to {peer}: {}", io::Error::from(kind)),
+            format!("cannot connect to {peer}: {text}"),
         )))
     }
 

@@ -755,9 +755,9 @@ impl Observation {
                 observation.done = true;
                 return Err(err.into());
             }
-            Some(Outcome::ConnectFailed(kind)) => {
+            Some(Outcome::ConnectFailed(kind, text)) => {
                 observation.done = true;
-                return Err(Error::connect_failed(kind, peer));
+                return Err(Error::connect_failed(kind, &text, peer));
             }
             Some(Outcome::Pong) | None => {
                 observation.done = true;
@@ -795,9 +795,9 @@ impl Observation {
                         self.done = true;
                         return Some(Err(err.into()));
                     }
-                    Some(Outcome::ConnectFailed(kind)) => {
+                    Some(Outcome::ConnectFailed(kind, text)) => {
                         self.done = true;
-                        return Some(Err(Error::connect_failed(kind, self.peer)));
+                        return Some(Err(Error::connect_failed(kind, &text, self.peer)));
                     }
                     Some(Outcome::Pong) | None => {
                         self.done = true;
