@@ -7,6 +7,7 @@
 #   1. cargo fmt --all -- --check
 #   2. cargo build -p corium-wire  --no-default-features   (no_std)
 #   3. cargo build -p corium-proto --no-default-features   (no_std)
+#      cargo build -p corium-oscore --no-default-features  (no_std)
 #   4. cargo clippy --workspace --all-targets -- -D warnings
 #   5. RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 #   6. cargo check of the fuzz targets (fuzz/, outside the workspace)
@@ -62,6 +63,7 @@ step() {
 step fmt cargo fmt --all -- --check
 step no_std-wire cargo build -p corium-wire --no-default-features
 step no_std-proto cargo build -p corium-proto --no-default-features
+step no_std-oscore cargo build -p corium-oscore --no-default-features
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The fuzz targets (fuzz/, outside the workspace) must keep compiling against the crates.

@@ -44,8 +44,9 @@ pub enum Framing {
 /// (RFC 8323 §5.3.1: "the default value ... is 1152").
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1152;
 
-/// The longest body (options and payload) the 4-byte extended length can express.
-pub const MAX_STREAM_BODY_LEN: usize = u32::MAX as usize + 65805;
+/// The longest body (options and payload) the 4-byte extended length can express
+/// (a `u64`: it exceeds `usize` on 32-bit targets).
+pub const MAX_STREAM_BODY_LEN: u64 = u32::MAX as u64 + 65805;
 
 /// Signaling option numbers (RFC 8323 §5.3–§5.6). Their meaning depends on the signaling
 /// code, so they reuse small numbers; even numbers are elective, odd ones critical
@@ -364,7 +365,7 @@ pub fn write_stream_header(
     if token.len() > MAX_EXTENDED_TOKEN_LEN {
         return Err(crate::EncodeError::TokenTooLong);
     }
-    if framing == Framing::Tcp && body_len > MAX_STREAM_BODY_LEN {
+    if framing == Framing::Tcp && body_len as u64 > MAX_STREAM_BODY_LEN {
         return Err(crate::EncodeError::BufferTooSmall);
     }
     let total = stream_header_len(framing, token.len(), body_len) + token.len();
