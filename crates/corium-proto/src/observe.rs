@@ -632,6 +632,9 @@ impl<P: Peer> Endpoint<P> {
         id: u64,
         response: &Response,
     ) -> Verdict {
+        // RFC 8323 §7.1: over a reliable transport notifications arrive in order and
+        // the Observe value "MUST be ignored on reception".
+        let reliable = self.framing.is_some();
         let Some(ex) = self.clients.get_mut(&id) else {
             return Verdict::Plain;
         };
@@ -645,7 +648,7 @@ impl<P: Peer> Endpoint<P> {
         let Some(seq) = seq.filter(|_| response.code.is_success()) else {
             return Verdict::Last;
         };
-        if let Some((v1, t1)) = state.newest.filter(|_| !state.reregistering) {
+        if let Some((v1, t1)) = state.newest.filter(|_| !state.reregistering && !reliable) {
             if !is_fresh(v1, t1, seq, now) {
                 return Verdict::Stale;
             }

@@ -375,3 +375,41 @@ fn release_closes_after_outstanding_requests_are_answered() {
     let sent = messages(&pair, SERVER, Framing::Tcp);
     assert_eq!(sent.last().unwrap().0, Code::CONTENT);
 }
+
+#[test]
+fn observe_values_are_ignored_on_reception() {
+    // RFC 8323 §7.1: the Observe value of a notification over a reliable transport
+    // carries no order; 9, 4, 1 are three fresh notifications, not two stale ones.
+    let mut pair = tcp_pair(13);
+    pair.responder = Box::new(|_: &IncomingRequest<Addr>| None);
+    let req = pair.send(
+        get("/obs"),
+        RequestOptions {
+            observe: true,
+            ..Default::default()
+        },
+    );
+    pair.run_for(short());
+    let token = pair.client.request_token(req).unwrap();
+    for (value, body) in [(9u8, b'a'), (4, b'b'), (1, b'c')] {
+        // 2.05, Observe (6) = value, payload.
+        let mut msg = alloc::vec![0u8; 0];
+        let body_len = 2 + 2;
+        msg.push(((body_len as u8) << 4) | token.as_bytes().len() as u8);
+        msg.push(Code::CONTENT.0);
+        msg.extend_from_slice(token.as_bytes());
+        msg.extend_from_slice(&[0x61, value, 0xff, body]);
+        pair.inject(SERVER, CLIENT, &msg);
+    }
+    let got: Vec<Vec<u8>> = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Response {
+                request, response, ..
+            } if *request == req => Some(response.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
