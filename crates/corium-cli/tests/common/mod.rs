@@ -856,3 +856,95 @@ impl AiocoapFileServer {
         format!("coap://{}{path}", self.addr)
     }
 }
+
+// ---------------------------------------------------------------------------
+// CoAP over TCP (RFC 8323), for interop_tcp.rs
+// ---------------------------------------------------------------------------
+
+/// `corium serve --bind 127.0.0.1:0` with both of its addresses: UDP from the
+/// `corium serving coap on ADDR` line and TCP from the
+/// `corium serving coap+tcp on ADDR` line that follows it.
+pub struct CoriumTcpServer {
+    /// The bound UDP address.
+    pub udp: SocketAddr,
+    /// The bound TCP address (RFC 8323 `coap+tcp`).
+    pub tcp: SocketAddr,
+    process: ServerProcess,
+}
+
+impl CoriumTcpServer {
+    /// Starts the server and waits for both of its `corium serving` lines.
+    pub fn start() -> CoriumTcpServer {
+        let mut cmd = Command::new(corium_bin());
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .env_remove("RUST_LOG");
+        let mut process = ServerProcess::spawn(&mut cmd);
+        let mut addr_after = |prefix: &str| -> SocketAddr {
+            let line =
+                process.wait_for_line(&format!("its `{prefix}ADDR` line"), STARTUP_LIMIT, |l| {
+                    l.starts_with(prefix)
+                });
+            let first = line[prefix.len()..].split(", ").next().unwrap_or_default();
+            let addr: SocketAddr = first
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("cannot parse the bound address in {line:?}: {e}"));
+            assert_ne!(addr.port(), 0, "port 0 not resolved in {line:?}");
+            addr
+        };
+        let udp = addr_after("corium serving coap on ");
+        let tcp = addr_after("corium serving coap+tcp on ");
+        CoriumTcpServer { udp, tcp, process }
+    }
+
+    /// `coap://127.0.0.1:PORT` + `path_and_query` (UDP).
+    pub fn uri(&self, path_and_query: &str) -> String {
+        format!("coap://{}{path_and_query}", self.udp)
+    }
+
+    /// `coap+tcp://127.0.0.1:PORT` + `path_and_query`.
+    pub fn tcp_uri(&self, path_and_query: &str) -> String {
+        format!("coap+tcp://{}{path_and_query}", self.tcp)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Fails the test if the server died.
+    pub fn assert_running(&mut self) {
+        self.process.assert_running();
+    }
+}
+
+impl AiocoapServer {
+    /// Starts `interop/aiocoap_server.py --transports udp6:tcpserver`: the same
+    /// resources over UDP and over TCP (RFC 8323), both on the port in
+    /// [`AiocoapServer::addr`]; waits for `READY` (printed once both are bound).
+    pub fn start_tcp() -> AiocoapServer {
+        let py = aiocoap_python();
+        let script = aiocoap_server_script();
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&py);
+            cmd.arg(&script)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--separate-delay", &Self::SEPARATE_DELAY_SECS.to_string()])
+                .args(["--transports", "udp6:tcpserver"])
+                .env("PYTHONUNBUFFERED", "1");
+            let mut process = ServerProcess::spawn(&mut cmd);
+            match process.try_wait_for_line("READY", STARTUP_LIMIT, |l| l.trim() == "READY") {
+                Ok(_) => {
+                    return AiocoapServer {
+                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                        process,
+                    }
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("the aiocoap TCP server did not start (3 attempts): {last_error}\n{INSTALL_HINT}");
+    }
+}
