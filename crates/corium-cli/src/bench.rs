@@ -250,7 +250,25 @@ fn drain_events(
     in_flight: &mut HashMap<(u64, RequestId), (corium_proto::Instant, bool)>,
     tally: &mut Tally,
 ) {
-    while let Some(event) = conn.ep.poll_event() {
+    let Conn {
+        ep,
+        generation,
+        in_flight: conn_in_flight,
+        ..
+    } = conn;
+    record_outcomes(ep, *generation, conn_in_flight, t, in_flight, tally);
+}
+
+/// Records the outcomes `ep` reports for requests of `generation`.
+fn record_outcomes(
+    ep: &mut Endpoint<SocketAddr>,
+    generation: u64,
+    conn_in_flight: &mut usize,
+    t: corium_proto::Instant,
+    in_flight: &mut HashMap<(u64, RequestId), (corium_proto::Instant, bool)>,
+    tally: &mut Tally,
+) {
+    while let Some(event) = ep.poll_event() {
         let (request, code) = match event {
             Event::Response {
                 request, response, ..
@@ -258,10 +276,10 @@ fn drain_events(
             Event::RequestFailed { request, .. } => (request, None),
             _ => continue,
         };
-        let Some((sent_at, measured)) = in_flight.remove(&(conn.generation, request)) else {
+        let Some((sent_at, measured)) = in_flight.remove(&(generation, request)) else {
             continue;
         };
-        conn.in_flight -= 1;
+        *conn_in_flight -= 1;
         if !measured {
             continue;
         }
@@ -389,6 +407,114 @@ async fn worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
     Ok(tally)
 }
 
+/// One worker's closed loop over one `coap+tcp` connection (RFC 8323): the
+/// endpoint runs in stream mode (no message IDs to budget, no retransmission),
+/// requests are pipelined up to the window, responses are cut out of the byte
+/// stream with `frame_len` as the runtime does.
+async fn stream_worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
+    use corium::wire::{frame_len, Framing};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let now = || corium_proto::Instant::from_duration(plan.epoch.elapsed());
+    let deadline = |since_epoch: Duration| tokio::time::Instant::from_std(plan.epoch + since_epoch);
+    let options = RequestOptions {
+        timeout: Some(plan.timeout),
+        ..RequestOptions::default()
+    };
+    let warmup_end = corium_proto::Instant::from_duration(plan.warmup_end);
+    let end = corium_proto::Instant::from_duration(plan.end);
+    let grace_end = corium_proto::Instant::from_duration(plan.grace_end);
+    let max_message = 64 * 1024;
+    let config = EndpointConfig {
+        framing: Some(Framing::Tcp),
+        max_message_size: max_message,
+        ..endpoint_config(plan.window, plan.timeout)
+    };
+    let mut ep: Endpoint<SocketAddr> =
+        Endpoint::new(config, Box::new(rand::rngs::StdRng::from_entropy()));
+    let stream = tokio::net::TcpStream::connect(plan.peer).await?;
+    stream.set_nodelay(true)?;
+    let (mut read, mut write) = stream.into_split();
+    ep.handle_connected(now(), plan.peer);
+    let mut outstanding = 0usize;
+    let mut in_flight: HashMap<(u64, RequestId), (corium_proto::Instant, bool)> =
+        HashMap::with_capacity(plan.window * 2);
+    let mut tally = Tally::default();
+    let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        let t = now();
+        record_outcomes(&mut ep, 0, &mut outstanding, t, &mut in_flight, &mut tally);
+        let sending = t < end;
+        if !sending && (in_flight.is_empty() || t >= grace_end) {
+            break;
+        }
+        while sending && in_flight.len() < plan.window {
+            match ep.send_request(t, plan.peer, &plan.request, options.clone()) {
+                Ok(id) => {
+                    let measured = t >= warmup_end;
+                    if measured {
+                        tally.sent += 1;
+                    }
+                    in_flight.insert((0, id), (t, measured));
+                    outstanding += 1;
+                }
+                Err(_) => {
+                    tally.refused += 1;
+                    break;
+                }
+            }
+        }
+        out.clear();
+        while let Some(transmit) = ep.poll_transmit() {
+            out.extend_from_slice(&transmit.payload);
+        }
+        if !out.is_empty() {
+            write.write_all(&out).await?;
+        }
+        if ep.poll_close().is_some() {
+            return Err(std::io::Error::other("the server aborted the connection"));
+        }
+        let mut wake = deadline(if sending { plan.end } else { plan.grace_end });
+        if let Some(timer) = ep.poll_timeout() {
+            wake = wake.min(deadline(Duration::from_nanos(timer.as_nanos())));
+        }
+        tokio::select! {
+            r = read.read_buf(&mut inbuf) => {
+                if r? == 0 {
+                    return Err(std::io::Error::other("the server closed the connection"));
+                }
+                let t = now();
+                let mut pos = 0;
+                loop {
+                    let rest = &inbuf[pos..];
+                    match frame_len(rest, max_message, 32) {
+                        Ok(Some(n)) if rest.len() >= n => {
+                            ep.handle_stream_message(t, plan.peer, &rest[..n]);
+                            pos += n;
+                        }
+                        Ok(_) => break,
+                        Err(e) => {
+                            return Err(std::io::Error::other(format!("bad message: {e}")))
+                        }
+                    }
+                }
+                inbuf.drain(..pos);
+                if inbuf.capacity() - inbuf.len() < 4096 {
+                    inbuf.reserve(64 * 1024);
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        let t = now();
+        if ep.poll_timeout().is_some_and(|due| due <= t) {
+            ep.handle_timeout(t);
+        }
+    }
+    tally.lost += in_flight.values().filter(|(_, measured)| *measured).count() as u64;
+    Ok(tally)
+}
+
 /// Runs `corium bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
     let target = crate::uri::parse(&args.uri).map_err(Failure::usage)?;
@@ -424,7 +550,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         rotate_after: ROTATE_AFTER,
         max_per_socket: MAX_PER_SOCKET,
     });
-    let mode = if args.non { "NON" } else { "CON" };
+    let mode = match (target.scheme, args.non) {
+        (corium::wire::Scheme::CoapTcp, _) => "TCP",
+        (_, true) => "NON",
+        (_, false) => "CON",
+    };
     println!(
         "corium bench {} ({peer}): {sockets} socket(s) x window {window}, {mode}, \
          warm-up {:.1} s, measuring {:.1} s",
@@ -433,9 +563,25 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         args.duration.as_secs_f64()
     );
 
+    let tcp = target.scheme == corium::wire::Scheme::CoapTcp;
+    if !matches!(
+        target.scheme,
+        corium::wire::Scheme::Coap | corium::wire::Scheme::CoapTcp
+    ) {
+        return Err(Failure::usage(format!(
+            "corium bench speaks coap:// and coap+tcp://, not {}",
+            target.scheme
+        )));
+    }
     let results = runtime.block_on(async {
         let tasks: Vec<_> = (0..sockets)
-            .map(|_| tokio::spawn(worker(Arc::clone(&plan))))
+            .map(|_| {
+                if tcp {
+                    tokio::spawn(stream_worker(Arc::clone(&plan)))
+                } else {
+                    tokio::spawn(worker(Arc::clone(&plan)))
+                }
+            })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
         for task in tasks {
