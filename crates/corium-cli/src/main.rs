@@ -19,6 +19,7 @@ mod format;
 mod observe;
 mod plugtest;
 mod progress;
+mod rd;
 mod serve;
 mod tls;
 mod trace;
@@ -120,6 +121,8 @@ enum Command {
     Discover(DiscoverArgs),
     /// Serve the ETSI CoAP plugtest resources (plus /echo).
     Serve(ServeArgs),
+    /// Run a CoRE Resource Directory (RFC 9176), or register with / look up in one.
+    Rd(rd::RdArgs),
     /// Load-test a server with GET requests and print latency and throughput.
     Bench(BenchArgs),
 }
@@ -366,6 +369,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Observe(a) => return observe::run(a),
         Command::Serve(a) => return serve::run(a),
+        Command::Rd(a) => return rd::run(a),
         Command::Bench(a) => return bench::run(a),
     };
     // Arguments are checked before any socket is opened.

@@ -1,0 +1,656 @@
+//! Loopback tests of the RD served by a corium `Server`, driven by the corium `Client`
+//! (and, for simple registration, by a hand-written endpoint that serves
+//! `/.well-known/core` from the socket it registers from).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corium::wire::{Message, MessageType, MessageWriter};
+use corium::{Client, Code, ContentFormat, OptionNumber, Response, Router, Server};
+use corium_rd::{
+    LookupKind, LookupQuery, MemoryStore, RdConfig, RedbStore, RegistrationStore, ResourceDirectory,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Upper bound for anything to happen, so that a hang fails instead of blocking.
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Running {
+    addr: SocketAddr,
+    rd: ResourceDirectory,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    fn uri(&self, path: &str) -> String {
+        format!("coap://{}{}", self.addr, path)
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(LIMIT, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("server task")
+            .expect("server result");
+    }
+}
+
+async fn start(config: RdConfig, store: Arc<dyn RegistrationStore>) -> Running {
+    let rd = ResourceDirectory::open(config, store)
+        .await
+        .expect("open RD");
+    let server = Server::builder()
+        .bind(&["127.0.0.1:0".parse().unwrap()], rd.router())
+        .await
+        .expect("bind");
+    let addr = server.local_addrs()[0];
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        rd,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn start_memory() -> Running {
+    start(RdConfig::default(), Arc::new(MemoryStore::new())).await
+}
+
+async fn client() -> Client {
+    Client::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind client")
+}
+
+fn location(response: &Response) -> String {
+    response
+        .options
+        .get_all(OptionNumber::LOCATION_PATH)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn text(response: &Response) -> &str {
+    response.payload_str().expect("UTF-8 payload")
+}
+
+async fn get(c: &Client, uri: &str) -> Response {
+    tokio::time::timeout(LIMIT, c.get(uri))
+        .await
+        .expect("in time")
+        .expect("response")
+}
+
+async fn post(c: &Client, uri: &str, payload: &str) -> Response {
+    tokio::time::timeout(
+        LIMIT,
+        c.request(Code::POST, uri)
+            .payload(payload)
+            .content_format(ContentFormat::LINK_FORMAT)
+            .send(),
+    )
+    .await
+    .expect("in time")
+    .expect("response")
+}
+
+async fn delete(c: &Client, uri: &str) -> Response {
+    tokio::time::timeout(LIMIT, c.delete(uri))
+        .await
+        .expect("in time")
+        .expect("response")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "corium-rd-it-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// RFC 9176 §4.3 discovery, §5 registration, §6 lookup, §5.3 update and removal.
+#[tokio::test]
+async fn discovery_registration_lookup_update_removal() {
+    let rd = start_memory().await;
+    let c = client().await;
+    let me = c.local_addr().unwrap();
+
+    // Figure 5.
+    let found = get(&c, &rd.uri("/.well-known/core?rt=core.rd*")).await;
+    assert_eq!(found.code, Code::CONTENT);
+    assert_eq!(
+        text(&found),
+        "</rd>;rt=\"core.rd\";ct=40,\
+         </rd-lookup/ep>;rt=\"core.rd-lookup-ep\";ct=40;obs,\
+         </rd-lookup/res>;rt=\"core.rd-lookup-res\";ct=40;obs"
+    );
+    assert_eq!(
+        text(&get(&c, &rd.uri("/.well-known/core?rt=core.rd")).await),
+        "</rd>;rt=\"core.rd\";ct=40"
+    );
+    assert_eq!(
+        text(&get(&c, &rd.uri("/.well-known/core?rt=core.rd-lookup*")).await),
+        "</rd-lookup/ep>;rt=\"core.rd-lookup-ep\";ct=40;obs,\
+         </rd-lookup/res>;rt=\"core.rd-lookup-res\";ct=40;obs"
+    );
+
+    // Figure 8, without base: the requester's address is the base.
+    let figure_8 = "</sensors/temp>;rt=temperature-c;if=sensor,\n\
+                    <http://www.example.com/sensors/temp>;\n  anchor=\"/sensors/temp\";rel=describedby";
+    let created = post(&c, &rd.uri("/rd?ep=node1&lt=300"), figure_8).await;
+    assert_eq!(created.code, Code::CREATED);
+    assert_eq!(location(&created), "rd/1");
+    assert!(created.options.get(OptionNumber::LOCATION_QUERY).is_none());
+    let base = format!("coap://{me}");
+    let res = get(&c, &rd.uri("/rd-lookup/res?ep=node1")).await;
+    assert_eq!(res.code, Code::CONTENT);
+    assert_eq!(res.content_format(), Some(ContentFormat::LINK_FORMAT));
+    assert_eq!(
+        text(&res),
+        format!(
+            "<{base}/sensors/temp>;rt=temperature-c;if=sensor,\
+             <http://www.example.com/sensors/temp>;anchor=\"{base}/sensors/temp\";rel=describedby"
+        )
+    );
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/ep")).await),
+        format!("</rd/1>;ep=node1;base=\"{base}\";rt=core.rd-ep")
+    );
+    // The registration resource reads back its links.
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd/1")).await),
+        text(&get(&c, &rd.uri("/rd-lookup/res")).await)
+    );
+
+    // Registering again with the same ep: same location, links replaced.
+    let again = post(&c, &rd.uri("/rd?ep=node1"), "</x>").await;
+    assert_eq!(
+        (again.code, location(&again)),
+        (Code::CREATED, "rd/1".into())
+    );
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/res")).await),
+        format!("<{base}/x>")
+    );
+
+    // Update (Figure 15) and removal (Figure 17).
+    let changed = post(
+        &c,
+        &rd.uri("/rd/1?base=coaps://new.example.com&et=oven"),
+        "",
+    )
+    .await;
+    assert_eq!(changed.code, Code::CHANGED);
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/res?et=oven")).await),
+        "<coaps://new.example.com/x>"
+    );
+    assert_eq!(post(&c, &rd.uri("/rd/99"), "").await.code, Code::NOT_FOUND);
+    assert_eq!(post(&c, &rd.uri("/rd/abc"), "").await.code, Code::NOT_FOUND);
+    assert_eq!(delete(&c, &rd.uri("/rd/1")).await.code, Code::DELETED);
+    assert_eq!(delete(&c, &rd.uri("/rd/1")).await.code, Code::NOT_FOUND);
+    assert_eq!(post(&c, &rd.uri("/rd/1"), "").await.code, Code::NOT_FOUND);
+    assert_eq!(text(&get(&c, &rd.uri("/rd-lookup/ep")).await), "");
+    // New registrations never reuse a removed location.
+    let next = post(&c, &rd.uri("/rd?ep=node2"), "").await;
+    assert_eq!(location(&next), "rd/2");
+
+    // Errors.
+    let bad = post(&c, &rd.uri("/rd?lt=5"), "").await;
+    assert_eq!(bad.code, Code::BAD_REQUEST);
+    assert_eq!(text(&bad), "ep is required");
+    let wrong_cf = tokio::time::timeout(
+        LIMIT,
+        c.request(Code::POST, &rd.uri("/rd?ep=z"))
+            .payload("{}")
+            .content_format(ContentFormat(50))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(wrong_cf.code, Code::UNSUPPORTED_CONTENT_FORMAT);
+    assert_eq!(
+        post(&c, &rd.uri("/rd?ep=z"), "</a").await.code,
+        Code::BAD_REQUEST
+    );
+    let not_acceptable = tokio::time::timeout(
+        LIMIT,
+        c.request(Code::GET, &rd.uri("/rd-lookup/res"))
+            .accept(ContentFormat(50))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(not_acceptable.code, Code::NOT_ACCEPTABLE);
+    assert_eq!(
+        get(&c, &rd.uri("/rd-lookup/res?page=1")).await.code,
+        Code::BAD_REQUEST
+    );
+    rd.shutdown().await;
+}
+
+/// RFC 9176 §7.5: only the registering endpoint changes its registration.
+#[tokio::test]
+async fn only_the_registrant_changes_a_registration() {
+    let rd = start_memory().await;
+    let owner = client().await;
+    let other = client().await;
+    let created = post(&owner, &rd.uri("/rd?ep=mine"), "</a>").await;
+    assert_eq!(location(&created), "rd/1");
+    assert_eq!(
+        post(&other, &rd.uri("/rd/1?lt=5"), "").await.code,
+        Code::FORBIDDEN
+    );
+    assert_eq!(delete(&other, &rd.uri("/rd/1")).await.code, Code::FORBIDDEN);
+    let squat = post(&other, &rd.uri("/rd?ep=mine"), "</evil>").await;
+    assert_eq!(squat.code, Code::FORBIDDEN);
+    // Another sector is another name.
+    assert_eq!(
+        post(&other, &rd.uri("/rd?ep=mine&d=elsewhere"), "</b>")
+            .await
+            .code,
+        Code::CREATED
+    );
+    assert_eq!(
+        post(&owner, &rd.uri("/rd/1?lt=5"), "").await.code,
+        Code::CHANGED
+    );
+    assert_eq!(delete(&owner, &rd.uri("/rd/1")).await.code, Code::DELETED);
+    rd.shutdown().await;
+}
+
+/// A hand-written endpoint (RFC 9176 §5.1): one UDP socket that sends the simple
+/// registration and serves `/.well-known/core` to the RD. Returns the code of the
+/// RD's answer and how many GETs of `/.well-known/core` the RD made.
+async fn simple_register(
+    sock: &UdpSocket,
+    rd: SocketAddr,
+    query: &[&str],
+    payload: &[u8],
+    well_known: &str,
+    mid: u16,
+) -> (Code, usize) {
+    let token = mid.to_be_bytes();
+    let mut buf = [0u8; 1500];
+    let mut w =
+        MessageWriter::new(&mut buf, MessageType::Confirmable, Code::POST, mid, &token).unwrap();
+    w.option(OptionNumber::URI_PATH, b".well-known").unwrap();
+    w.option(OptionNumber::URI_PATH, b"rd").unwrap();
+    for q in query {
+        w.option(OptionNumber::URI_QUERY, q.as_bytes()).unwrap();
+    }
+    let n = if payload.is_empty() {
+        w.finish()
+    } else {
+        w.payload(payload).unwrap()
+    };
+    sock.send_to(&buf[..n], rd).await.unwrap();
+    let mut gets = 0;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let mut rx = [0u8; 1500];
+        let (len, from) = tokio::time::timeout_at(deadline.into(), sock.recv_from(&mut rx))
+            .await
+            .expect("the RD answers in time")
+            .unwrap();
+        let msg = Message::parse(&rx[..len]).expect("well-formed message");
+        if msg.code().is_request() {
+            // The RD's GET of /.well-known/core (Figure 11).
+            let path: Vec<&[u8]> = msg.option_values(OptionNumber::URI_PATH).collect();
+            assert_eq!(path, [&b".well-known"[..], b"core"]);
+            assert_eq!(msg.code(), Code::GET);
+            assert_eq!(msg.option_uint(OptionNumber::ACCEPT), Some(40));
+            gets += 1;
+            let mut out = [0u8; 1500];
+            let mut w = MessageWriter::new(
+                &mut out,
+                if msg.ty() == MessageType::Confirmable {
+                    MessageType::Acknowledgement
+                } else {
+                    MessageType::NonConfirmable
+                },
+                Code::CONTENT,
+                msg.message_id(),
+                msg.token(),
+            )
+            .unwrap();
+            w.option_uint(OptionNumber::CONTENT_FORMAT, 40).unwrap();
+            let n = w.payload(well_known.as_bytes()).unwrap();
+            sock.send_to(&out[..n], from).await.unwrap();
+            continue;
+        }
+        if msg.ty() == MessageType::Acknowledgement && msg.code() == Code::EMPTY {
+            continue; // A separate response follows.
+        }
+        if msg.token() == token {
+            if msg.ty() == MessageType::Confirmable {
+                let mut out = [0u8; 4];
+                let n = MessageWriter::new(
+                    &mut out,
+                    MessageType::Acknowledgement,
+                    Code::EMPTY,
+                    msg.message_id(),
+                    &[],
+                )
+                .unwrap()
+                .finish();
+                sock.send_to(&out[..n], from).await.unwrap();
+            }
+            return (msg.code(), gets);
+        }
+    }
+}
+
+/// RFC 9176 §5.1 and Appendix B.3: simple registration, with the RD fetching the
+/// endpoint's `/.well-known/core` and caching it while fresh.
+#[tokio::test]
+async fn simple_registration() {
+    let rd = start_memory().await;
+    let ep = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ep_addr = ep.local_addr().unwrap();
+    let figure_31 = "</sensors/temp>;rt=temperature;ct=0,</sensors/light>;rt=light-lux;ct=0,\
+                     </t>;anchor=\"/sensors/temp\";rel=alternate,\
+                     <http://www.example.com/sensors/t123>;anchor=\"/sensors/temp\";rel=describedby";
+    let (code, gets) = simple_register(
+        &ep,
+        rd.addr,
+        &["ep=simple-host1", "lt=6000"],
+        b"",
+        figure_31,
+        0x100,
+    )
+    .await;
+    assert_eq!((code, gets), (Code::CHANGED, 1));
+    let c = client().await;
+    let base = format!("coap://{ep_addr}");
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/res?rt=temperature")).await),
+        format!("<{base}/sensors/temp>;rt=temperature;ct=0")
+    );
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/res?ep=simple-host1")).await),
+        format!(
+            "<{base}/sensors/temp>;rt=temperature;ct=0,<{base}/sensors/light>;rt=light-lux;ct=0,\
+             <{base}/t>;anchor=\"{base}/sensors/temp\";rel=alternate,\
+             <http://www.example.com/sensors/t123>;anchor=\"{base}/sensors/temp\";rel=describedby"
+        )
+    );
+    rd.rd.with_state(|s| {
+        let r = s.find(None, "simple-host1").unwrap();
+        assert!(r.is_simple());
+        assert_eq!(r.lifetime(), 6000);
+    });
+    // Refreshing within the document's Max-Age (60 s by default) uses the cache.
+    let (code, gets) =
+        simple_register(&ep, rd.addr, &["ep=simple-host1"], b"", "</other>", 0x101).await;
+    assert_eq!((code, gets), (Code::CHANGED, 0));
+    assert_eq!(rd.rd.registration_count(), 1);
+
+    // `base` is not accepted, nor a payload; another endpoint cannot take the name.
+    let (code, gets) =
+        simple_register(&ep, rd.addr, &["ep=x", "base=coap://h"], b"", "", 0x102).await;
+    assert_eq!((code, gets), (Code::BAD_REQUEST, 0));
+    let (code, _) = simple_register(&ep, rd.addr, &["ep=x"], b"</a>", "", 0x103).await;
+    assert_eq!(code, Code::BAD_REQUEST);
+    let squatter = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (code, gets) = simple_register(
+        &squatter,
+        rd.addr,
+        &["ep=simple-host1"],
+        b"",
+        "</evil>",
+        0x104,
+    )
+    .await;
+    assert_eq!((code, gets), (Code::FORBIDDEN, 0));
+
+    // An endpoint that does not serve /.well-known/core (a client-only corium socket
+    // answers 4.04): the RD reports a bad gateway and registers nothing.
+    let failed = tokio::time::timeout(LIMIT, c.post(&rd.uri("/.well-known/rd?ep=client"), ""))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.code, Code::BAD_GATEWAY);
+    assert!(rd.rd.with_state(|s| s.find(None, "client").is_none()));
+    rd.shutdown().await;
+}
+
+async fn next(obs: &mut corium::Observation) -> Response {
+    tokio::time::timeout(LIMIT, obs.next())
+        .await
+        .expect("a notification in time")
+        .expect("still observing")
+        .expect("no error")
+}
+
+/// RFC 9176 §6.2 with RFC 7641: observers are notified when the matching set changes,
+/// including by expiry, and not for unrelated changes.
+#[tokio::test]
+async fn lookups_are_observable() {
+    let rd = start_memory().await;
+    let c = client().await;
+    let registrant = client().await;
+    let base = format!("coap://{}", registrant.local_addr().unwrap());
+    let mut obs = tokio::time::timeout(LIMIT, c.observe(&rd.uri("/rd-lookup/res?rt=temp*")))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = next(&mut obs).await;
+    assert_eq!(first.code, Code::CONTENT);
+    assert!(first.options.get(OptionNumber::OBSERVE).is_some());
+    assert_eq!(text(&first), "");
+
+    post(&registrant, &rd.uri("/rd?ep=a"), "</t1>;rt=temperature").await;
+    assert_eq!(
+        text(&next(&mut obs).await),
+        format!("<{base}/t1>;rt=temperature")
+    );
+    // Not matching: no notification. The next one must already show the third
+    // registration, not repeat the last payload.
+    post(&registrant, &rd.uri("/rd?ep=b"), "</l>;rt=light").await;
+    post(
+        &registrant,
+        &rd.uri("/rd?ep=c&lt=1"),
+        "</t2>;rt=temperature",
+    )
+    .await;
+    assert_eq!(
+        text(&next(&mut obs).await),
+        format!("<{base}/t1>;rt=temperature,<{base}/t2>;rt=temperature")
+    );
+    // ep=c expires after a second: its link leaves the result.
+    assert_eq!(
+        text(&next(&mut obs).await),
+        format!("<{base}/t1>;rt=temperature")
+    );
+    // Removal.
+    delete(&registrant, &rd.uri("/rd/1")).await;
+    assert_eq!(text(&next(&mut obs).await), "");
+    drop(obs);
+    rd.shutdown().await;
+}
+
+/// Registrations survive a restart on the same redb file, with their remaining
+/// lifetime; removed ids are not reused.
+#[tokio::test]
+async fn registrations_persist_across_restarts() {
+    let dir = temp_dir("persist");
+    let c = client().await;
+    {
+        let store = Arc::new(RedbStore::open_dir(&dir).unwrap());
+        let rd = start(RdConfig::default(), store).await;
+        for (i, ep) in ["a", "b", "c"].iter().enumerate() {
+            let r = post(
+                &c,
+                &rd.uri(&format!("/rd?ep={ep}&lt=100&et=t{i}")),
+                "</x>;rt=y",
+            )
+            .await;
+            assert_eq!(r.code, Code::CREATED);
+        }
+        assert_eq!(delete(&c, &rd.uri("/rd/3")).await.code, Code::DELETED);
+        assert_eq!(
+            post(&c, &rd.uri("/rd/2?base=coap://b.example"), "")
+                .await
+                .code,
+            Code::CHANGED
+        );
+        rd.shutdown().await;
+    }
+    let store = Arc::new(RedbStore::open_dir(&dir).unwrap());
+    let rd = start(RdConfig::default(), store).await;
+    let me = c.local_addr().unwrap();
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/ep")).await),
+        format!(
+            "</rd/1>;ep=a;et=t0;base=\"coap://{me}\";rt=core.rd-ep,\
+             </rd/2>;ep=b;et=t1;base=\"coap://b.example\";rt=core.rd-ep"
+        )
+    );
+    rd.rd.with_state(|s| {
+        let left = s.get(1).unwrap().expires() - Instant::now();
+        assert!(
+            left <= Duration::from_secs(101) && left > Duration::from_secs(60),
+            "{left:?}"
+        );
+    });
+    // The owner is remembered: the same client may update, removal works.
+    assert_eq!(post(&c, &rd.uri("/rd/1"), "").await.code, Code::CHANGED);
+    assert_eq!(location(&post(&c, &rd.uri("/rd?ep=d"), "").await), "rd/4");
+    rd.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A change the store could not make durable is not acknowledged (5.00) and not
+/// visible.
+#[tokio::test]
+async fn failed_commits_are_not_acknowledged() {
+    let store = Arc::new(MemoryStore::new());
+    let rd = start(RdConfig::default(), store.clone()).await;
+    let c = client().await;
+    store.fail_commits(true);
+    let r = post(&c, &rd.uri("/rd?ep=a"), "</x>").await;
+    assert_eq!(r.code, Code::INTERNAL_SERVER_ERROR);
+    assert_eq!(text(&get(&c, &rd.uri("/rd-lookup/res")).await), "");
+    store.fail_commits(false);
+    assert_eq!(
+        post(&c, &rd.uri("/rd?ep=a"), "</x>").await.code,
+        Code::CREATED
+    );
+    store.fail_commits(true);
+    assert_eq!(
+        delete(&c, &rd.uri("/rd/1")).await.code,
+        Code::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(store.snapshot().len(), 1);
+    assert_eq!(rd.rd.registration_count(), 1);
+    rd.shutdown().await;
+}
+
+/// Payloads larger than a block go up in Block1, results larger than a block come back
+/// in Block2 (RFC 7959); the configured limits answer 4.13 and 4.00.
+#[tokio::test]
+async fn large_payloads_and_limits() {
+    let config = RdConfig {
+        max_payload: 8 * 1024,
+        max_lookup_links: 150,
+        ..RdConfig::default()
+    };
+    let rd = start(config, Arc::new(MemoryStore::new())).await;
+    let c = client().await;
+    let links: Vec<String> = (0..100)
+        .map(|i| format!("</sensor/{i}>;rt=\"t{i}\""))
+        .collect();
+    let payload = links.join(",");
+    assert!(payload.len() > 2048);
+    let r = post(&c, &rd.uri("/rd?ep=big&base=coap://big.example"), &payload).await;
+    assert_eq!(r.code, Code::CREATED);
+    let all = get(&c, &rd.uri("/rd-lookup/res")).await;
+    assert_eq!(all.code, Code::CONTENT);
+    assert_eq!(
+        text(&all).matches("coap://big.example/sensor/").count(),
+        100
+    );
+    assert_eq!(
+        text(&get(&c, &rd.uri("/rd-lookup/res?rt=t42")).await),
+        "<coap://big.example/sensor/42>;rt=\"t42\""
+    );
+    let too_big = post(&c, &rd.uri("/rd?ep=huge"), &"</x>,".repeat(2000)).await;
+    assert_eq!(too_big.code, Code::REQUEST_ENTITY_TOO_LARGE);
+    assert_eq!(
+        too_big.options.get_uint(OptionNumber::SIZE1),
+        Some(8 * 1024)
+    );
+    post(&c, &rd.uri("/rd?ep=big2"), &payload).await;
+    let refused = get(&c, &rd.uri("/rd-lookup/res")).await;
+    assert_eq!(refused.code, Code::BAD_REQUEST);
+    assert!(
+        text(&refused).contains("page and count"),
+        "{}",
+        text(&refused)
+    );
+    let page = get(&c, &rd.uri("/rd-lookup/res?count=150&page=1")).await;
+    assert_eq!(text(&page).split(",<").count(), 50);
+    // The library lookup is the same as the lookup interface.
+    let q = LookupQuery::from_query([&b"rt=t7"[..]]).unwrap();
+    assert_eq!(
+        rd.rd.lookup(LookupKind::Resource, &q, None).unwrap(),
+        format!(
+            "<coap://big.example/sensor/7>;rt=\"t7\",<coap://{}/sensor/7>;rt=\"t7\"",
+            c.local_addr().unwrap()
+        )
+    );
+    rd.shutdown().await;
+}
+
+/// The RD's routes can join an application's router.
+#[tokio::test]
+async fn routes_join_an_application_router() {
+    let rd = ResourceDirectory::in_memory(RdConfig::default())
+        .await
+        .unwrap();
+    let router = rd.routes(
+        Router::new().route(
+            "/hello",
+            corium::Resource::new()
+                .get(|_ctx: corium::RequestContext| async {
+                    Response::with_payload(Code::CONTENT, "hi")
+                })
+                .rt("greeting"),
+        ),
+    );
+    let server = Server::builder()
+        .bind(&["127.0.0.1:0".parse().unwrap()], router)
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let task = tokio::spawn(server.run_until(std::future::pending()));
+    let c = client().await;
+    let wk = get(&c, &format!("coap://{addr}/.well-known/core")).await;
+    assert!(
+        text(&wk).starts_with("</hello>;rt=\"greeting\",</rd>"),
+        "{}",
+        text(&wk)
+    );
+    task.abort();
+}
