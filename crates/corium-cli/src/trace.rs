@@ -135,8 +135,13 @@ fn push_option(out: &mut String, number: OptionNumber, value: &[u8]) {
                 }
             } else if number.0 == 23 || number.0 == 27 {
                 // Block2 / Block1 (RFC 7959 §2.2): NUM/M/SZX shown as num/more/size.
-                let size = 1u32 << ((v & 7).min(6) + 4);
-                let _ = write!(out, ": {}/{}/{}", v >> 4, (v >> 3) & 1, size);
+                // SZX 7 is BERT on reliable transports (RFC 8323 §6).
+                let (num, more) = (v >> 4, (v >> 3) & 1);
+                if v & 7 == 7 {
+                    let _ = write!(out, ": {num}/{more}/BERT");
+                } else {
+                    let _ = write!(out, ": {num}/{more}/{}", 1u32 << ((v & 7) + 4));
+                }
             } else {
                 let _ = write!(out, ": {v}");
             }

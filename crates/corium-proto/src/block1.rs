@@ -130,12 +130,19 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
         peer: &P,
         mut request: Request,
         block: BlockValue,
+        accept_bert: bool,
     ) -> Block1Outcome {
         self.expire(now);
         let limits = self.limits;
         // Late negotiation (RFC 7959 §2.5): we take blocks of at most our size; a client
-        // sending larger ones is told our size in the 2.31 and continues with it.
-        let our_szx = block.szx.min(limits.max_szx);
+        // sending larger ones is told our size in the 2.31 and continues with it. With
+        // `accept_bert`, BERT blocks (RFC 8323 §6) are taken as they come.
+        let bert = accept_bert && block.is_bert();
+        let our_szx = if bert {
+            BlockValue::BERT_SZX
+        } else {
+            block.szx.min(limits.max_szx).min(6)
+        };
         let key = (
             peer.clone(),
             request_key(request.method, &request.options, NOT_PART_OF_THE_KEY),
@@ -169,7 +176,7 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
         // RFC 7959 §2.5 (Figure 9): a block larger than ours is kept whole when its
         // length is a multiple of our size; the 2.31 then names the last block taken, in
         // our size, and the client continues from there in our size.
-        let ours = 1usize << (our_szx + 4);
+        let ours = if bert { 1024 } else { 1usize << (our_szx + 4) };
         let chunk = core::mem::take(&mut request.payload);
         if block.more && chunk.len() % ours != 0 {
             self.remove(&key);
@@ -222,10 +229,15 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
         upload.body.extend_from_slice(&chunk);
         upload.expires = expires;
         self.total += chunk.len();
-        // RFC 7959 §2.3: 2.31 Continue acknowledges the block (in our size, §2.5).
-        let num = u32::try_from((received + chunk.len()) / ours)
-            .unwrap_or(u32::MAX)
-            .saturating_sub(1);
+        // RFC 7959 §2.3: 2.31 Continue acknowledges the block (in our size, §2.5); a
+        // BERT block is acknowledged with its own number (RFC 8323 Figure 14).
+        let num = if bert {
+            block.num
+        } else {
+            u32::try_from((received + chunk.len()) / ours)
+                .unwrap_or(u32::MAX)
+                .saturating_sub(1)
+        };
         let mut response = Response::new(Code::CONTINUE);
         let ack = BlockValue::new(num, true, our_szx).unwrap_or(block);
         let mut buf = [0u8; 4];
@@ -276,7 +288,7 @@ mod tests {
 
     fn run(t: &mut Block1Table<u8>, now: Instant, r: Request) -> Block1Outcome {
         let b = BlockValue::decode(r.options.get(OptionNumber::BLOCK1).unwrap()).unwrap();
-        t.handle(now, &1, r, b)
+        t.handle(now, &1, r, b, true)
     }
 
     fn code(o: &Block1Outcome) -> Code {
@@ -449,5 +461,40 @@ mod tests {
             code(&run(&mut t, now, block_request(4, true, 4, &[7; 256], b""))),
             Code::CONTINUE
         );
+    }
+
+    /// RFC 8323 Figure 14: BERT blocks of 8192 and 16384 bytes, acknowledged with their
+    /// own numbers, then a final one.
+    #[test]
+    fn rfc8323_figure14_bert_upload() {
+        let mut l = limits();
+        l.max_body = 1 << 20;
+        l.max_total = 1 << 20;
+        let mut t = Block1Table::new(l);
+        let now = Instant::ZERO;
+        for (num, len) in [(0u32, 8192usize), (8, 16384)] {
+            match run(&mut t, now, block_request(num, true, 7, &vec![1; len], b"")) {
+                Block1Outcome::Respond(resp) => {
+                    assert_eq!(resp.code, Code::CONTINUE);
+                    let ack = BlockValue::decode(resp.options.get(OptionNumber::BLOCK1).unwrap());
+                    assert_eq!(ack, BlockValue::new(num, true, 7));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match run(
+            &mut t,
+            now,
+            block_request(24, false, 7, &vec![2; 5683], b""),
+        ) {
+            Block1Outcome::Deliver(req, last) => {
+                assert_eq!(req.payload.len(), 8192 + 16384 + 5683);
+                assert_eq!(last, BlockValue::new(24, false, 7).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A non-final BERT block that is not a whole number of 1024-byte units: 4.00.
+        let r = run(&mut t, now, block_request(0, true, 7, &[1; 1500], b""));
+        assert_eq!(code(&r), Code::BAD_REQUEST);
     }
 }

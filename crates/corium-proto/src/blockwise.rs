@@ -16,6 +16,39 @@ use crate::message::Response;
 /// BERT, reliable transports only).
 pub(crate) const MAX_UDP_SZX: u8 = 6;
 
+/// The block sizes a response may use towards one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockLimit {
+    /// The largest SZX of a plain block (at most 6, 1024 bytes).
+    pub(crate) max_szx: u8,
+    /// BERT (RFC 8323 §6): 1024-byte units a block may carry; 0 when the peer did not
+    /// announce BERT (Block-Wise-Transfer with a Max-Message-Size above 1152).
+    pub(crate) bert_units: usize,
+}
+
+impl BlockLimit {
+    /// Plain blocks of at most `max_szx` (datagram transports).
+    pub(crate) const fn plain(max_szx: u8) -> BlockLimit {
+        BlockLimit {
+            max_szx: if max_szx > MAX_UDP_SZX {
+                MAX_UDP_SZX
+            } else {
+                max_szx
+            },
+            bert_units: 0,
+        }
+    }
+}
+
+/// The unit a block number counts: the block size, or 1024 bytes for BERT (SZX 7).
+const fn unit(szx: u8) -> usize {
+    if szx >= MAX_UDP_SZX {
+        1024
+    } else {
+        1 << (szx + 4)
+    }
+}
+
 /// What to send for a response.
 #[derive(Debug)]
 pub(crate) enum Cut {
@@ -25,25 +58,34 @@ pub(crate) enum Cut {
     Block(Response),
 }
 
+/// The SZX and the payload bytes per message for a request that asked for `requested`
+/// (or for nothing): a client's SZX is a ceiling (late negotiation, RFC 7959 §2.4); BERT
+/// (RFC 8323 §6) when the peer can take it and the request did not ask for a smaller
+/// size. A BERT request to a peer without BERT is served in 1024-byte blocks.
+fn choose(requested: Option<BlockValue>, limit: BlockLimit) -> (u8, usize) {
+    let asked = requested.map_or(BlockValue::BERT_SZX, |b| b.szx);
+    if limit.bert_units > 0 && asked == BlockValue::BERT_SZX {
+        return (BlockValue::BERT_SZX, limit.bert_units.saturating_mul(1024));
+    }
+    let szx = asked.min(limit.max_szx.min(MAX_UDP_SZX));
+    (szx, unit(szx))
+}
+
 /// Decides how `whole` goes out for a request that asked for block `requested` (or for
-/// nothing): whole, or one block of at most `max_szx`. Adds an ETag to `whole` when it is
-/// cut. Returns the error code to answer instead when the requested block does not exist.
+/// nothing): whole, or one block within `limit`. Adds an ETag to `whole` when it is cut.
+/// Returns the error code to answer instead when the requested block does not exist.
 pub(crate) fn cut_block(
     whole: &mut Response,
     requested: Option<BlockValue>,
-    max_szx: u8,
+    limit: BlockLimit,
 ) -> Result<Cut, Code> {
     if whole.options.contains(OptionNumber::BLOCK2) {
         return Ok(Cut::Whole); // The application does its own block-wise transfer.
     }
-    let max_szx = max_szx.min(MAX_UDP_SZX);
-    // RFC 7959 §2.4: the client's SZX is a ceiling (late negotiation); never go above
-    // ours. A BERT request over UDP is treated as asking for the largest size.
-    let szx = requested.map_or(max_szx, |b| b.szx.min(max_szx));
-    let size = 1usize << (szx + 4);
+    let (szx, capacity) = choose(requested, limit);
     let total = whole.payload.len();
     let num = match requested {
-        None if total <= size => return Ok(Cut::Whole),
+        None if total <= capacity => return Ok(Cut::Whole),
         None => 0,
         Some(request) => {
             // The client's block number counts blocks of *its* size; with a smaller size
@@ -52,8 +94,8 @@ pub(crate) fn cut_block(
             if offset >= total && !(offset == 0 && total == 0) {
                 return Err(Code::BAD_OPTION);
             }
-            let num = u32::try_from(offset / size).map_err(|_| Code::BAD_OPTION)?;
-            if num == 0 && total <= size && request.szx <= max_szx {
+            let num = u32::try_from(offset / unit(szx)).map_err(|_| Code::BAD_OPTION)?;
+            if num == 0 && total <= capacity && request.szx <= szx {
                 // Everything fits: Block2 0 without more blocks tells the client so.
                 let block = BlockValue::new(0, false, szx).expect("valid block");
                 whole.options.push(OptionNumber::BLOCK2, encode(block));
@@ -66,7 +108,7 @@ pub(crate) fn cut_block(
         let tag = etag_of(&whole.payload);
         whole.options.push(OptionNumber::ETAG, tag.to_vec());
     }
-    Ok(Cut::Block(block_of(whole, num, szx).0))
+    Ok(Cut::Block(block_of(whole, num, szx, capacity).0))
 }
 
 /// Block `requested` of a kept response (which has its ETag already), and whether it is
@@ -74,16 +116,15 @@ pub(crate) fn cut_block(
 pub(crate) fn block_from_kept(
     whole: &Response,
     requested: BlockValue,
-    max_szx: u8,
+    limit: BlockLimit,
 ) -> Result<(Response, bool), Code> {
-    let szx = requested.szx.min(max_szx.min(MAX_UDP_SZX));
-    let size = 1usize << (szx + 4);
+    let (szx, capacity) = choose(Some(requested), limit);
     let offset = requested.offset();
     if offset >= whole.payload.len() {
         return Err(Code::BAD_OPTION);
     }
-    let num = u32::try_from(offset / size).map_err(|_| Code::BAD_OPTION)?;
-    let (block, more) = block_of(whole, num, szx);
+    let num = u32::try_from(offset / unit(szx)).map_err(|_| Code::BAD_OPTION)?;
+    let (block, more) = block_of(whole, num, szx, capacity);
     Ok((block, !more))
 }
 
@@ -91,21 +132,21 @@ pub(crate) fn block_from_kept(
 pub(crate) fn fragment_response(
     response: &mut Response,
     requested: Option<BlockValue>,
-    max_szx: u8,
+    limit: BlockLimit,
 ) -> Result<(), Code> {
-    if let Cut::Block(block) = cut_block(response, requested, max_szx)? {
+    if let Cut::Block(block) = cut_block(response, requested, limit)? {
         *response = block;
     }
     Ok(())
 }
 
-/// Block `num` of `whole` in blocks of 2^(szx+4): a copy of that slice only, with the
-/// options of `whole` plus Block2 and Size2 (RFC 7959 §4). Also says whether more follow.
-fn block_of(whole: &Response, num: u32, szx: u8) -> (Response, bool) {
-    let size = 1usize << (szx + 4);
+/// Block `num` of `whole`: `capacity` bytes from `num` units of SZX `szx` (a copy of that
+/// slice only), with the options of `whole` plus Block2 and Size2 (RFC 7959 §4). Also
+/// says whether more follow.
+fn block_of(whole: &Response, num: u32, szx: u8, capacity: usize) -> (Response, bool) {
     let total = whole.payload.len();
-    let start = (num as usize).saturating_mul(size).min(total);
-    let end = start.saturating_add(size).min(total);
+    let start = (num as usize).saturating_mul(unit(szx)).min(total);
+    let end = start.saturating_add(capacity).min(total);
     let more = end < total;
     let mut block = Response {
         code: whole.code,
@@ -154,7 +195,7 @@ mod tests {
     #[test]
     fn small_responses_are_untouched() {
         let mut r = response(1024);
-        fragment_response(&mut r, None, 6).unwrap();
+        fragment_response(&mut r, None, BlockLimit::plain(6)).unwrap();
         assert_eq!(r.payload.len(), 1024);
         assert!(r.options.is_empty());
     }
@@ -162,7 +203,7 @@ mod tests {
     #[test]
     fn large_response_gets_first_block_with_size2_and_etag() {
         let mut r = response(1500);
-        fragment_response(&mut r, None, 6).unwrap();
+        fragment_response(&mut r, None, BlockLimit::plain(6)).unwrap();
         assert_eq!(r.payload.len(), 1024);
         assert_eq!(block2(&r), BlockValue::new(0, true, 6).unwrap());
         assert_eq!(r.options.get_uint(OptionNumber::SIZE2), Some(1500));
@@ -173,17 +214,17 @@ mod tests {
     fn requested_block_and_late_negotiation() {
         // Block 1 of 512 bytes: bytes 512..1024.
         let mut r = response(1500);
-        fragment_response(&mut r, BlockValue::new(1, false, 5), 6).unwrap();
+        fragment_response(&mut r, BlockValue::new(1, false, 5), BlockLimit::plain(6)).unwrap();
         assert_eq!(r.payload[0], (512 % 256) as u8);
         assert_eq!(block2(&r), BlockValue::new(1, true, 5).unwrap());
         // The last block has M=0.
         let mut r = response(1500);
-        fragment_response(&mut r, BlockValue::new(2, false, 5), 6).unwrap();
+        fragment_response(&mut r, BlockValue::new(2, false, 5), BlockLimit::plain(6)).unwrap();
         assert_eq!(r.payload.len(), 1500 - 1024);
         assert!(!block2(&r).more);
         // Our maximum is smaller than the client's: block 1 of 1024 = block 2 of 512.
         let mut r = response(1500);
-        fragment_response(&mut r, BlockValue::new(1, false, 6), 5).unwrap();
+        fragment_response(&mut r, BlockValue::new(1, false, 6), BlockLimit::plain(5)).unwrap();
         assert_eq!(block2(&r), BlockValue::new(2, false, 5).unwrap());
     }
 
@@ -191,7 +232,7 @@ mod tests {
     fn block_beyond_the_end_is_bad_option() {
         let mut r = response(100);
         assert_eq!(
-            fragment_response(&mut r, BlockValue::new(3, false, 6), 6),
+            fragment_response(&mut r, BlockValue::new(3, false, 6), BlockLimit::plain(6)),
             Err(Code::BAD_OPTION)
         );
     }
@@ -200,5 +241,44 @@ mod tests {
     fn same_payload_same_etag() {
         assert_eq!(etag_of(b"abc"), etag_of(b"abc"));
         assert_ne!(etag_of(b"abc"), etag_of(b"abd"));
+    }
+
+    /// RFC 8323 Figure 13: a peer that takes 3072-byte BERT blocks gets block 0 of
+    /// 3072 bytes (2:0/1/BERT); asking 2:3/0/BERT continues at byte 3072.
+    #[test]
+    fn rfc8323_figure13_bert_blocks() {
+        let bert = BlockLimit {
+            max_szx: 6,
+            bert_units: 3,
+        };
+        let total = 3072 + 5120 + 4711;
+        let mut r = response(total);
+        fragment_response(&mut r, None, bert).unwrap();
+        assert_eq!(r.payload.len(), 3072);
+        assert_eq!(block2(&r), BlockValue::new(0, true, 7).unwrap());
+        let mut r = response(total);
+        fragment_response(&mut r, BlockValue::new(3, false, 7), bert).unwrap();
+        assert_eq!(block2(&r), BlockValue::new(3, true, 7).unwrap());
+        assert_eq!(r.payload[0], (3072 % 256) as u8);
+        // This server's BERT blocks are all 3 units; the last one is a partial unit.
+        let mut r = response(total);
+        fragment_response(&mut r, BlockValue::new(9, false, 7), bert).unwrap();
+        assert_eq!(block2(&r), BlockValue::new(9, true, 7).unwrap());
+        let mut r = response(total);
+        fragment_response(&mut r, BlockValue::new(12, false, 7), bert).unwrap();
+        assert_eq!(block2(&r), BlockValue::new(12, false, 7).unwrap());
+        assert_eq!(r.payload.len(), total - 12 * 1024);
+        // A response that fits a BERT message goes whole; a client asking for 512-byte
+        // blocks gets them even from a BERT-capable server.
+        let mut r = response(3000);
+        fragment_response(&mut r, None, bert).unwrap();
+        assert!(r.options.is_empty());
+        let mut r = response(3000);
+        fragment_response(&mut r, BlockValue::new(0, false, 5), bert).unwrap();
+        assert_eq!(block2(&r), BlockValue::new(0, true, 5).unwrap());
+        // Without BERT, a BERT request is served in 1024-byte blocks.
+        let mut r = response(3000);
+        fragment_response(&mut r, BlockValue::new(0, false, 7), BlockLimit::plain(6)).unwrap();
+        assert_eq!(block2(&r), BlockValue::new(0, true, 6).unwrap());
     }
 }

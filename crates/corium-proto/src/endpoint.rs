@@ -138,6 +138,13 @@ pub enum Event<P> {
         /// Hold-Off option, in seconds.
         hold_off: Option<u32>,
     },
+    /// The peer of a reliable transport sent a CSM (RFC 8323 §5.3): what it can take now.
+    Capabilities {
+        /// The connection.
+        peer: P,
+        /// The capabilities and settings in force after it.
+        capabilities: signaling::PeerCapabilities,
+    },
     /// A connection of a reliable transport ended: the peer sent Abort, or this endpoint
     /// aborted it (RFC 8323 §5.6), or the runtime reported it closed. Its requests failed
     /// with [`RequestError::ConnectionClosed`], its relations ended.
@@ -680,7 +687,7 @@ impl<P: Peer> Endpoint<P> {
                     &peer,
                     &cache_key,
                     b2,
-                    self.block_szx_for(&peer),
+                    self.block_limit_for(&peer),
                 );
                 let response = match kept {
                     Some(Ok(block)) => Some(block),
@@ -716,7 +723,8 @@ impl<P: Peer> Endpoint<P> {
             if multicast {
                 return; // No block-wise uploads to groups.
             }
-            match self.block1.handle(now, &peer, request, block) {
+            let bert = self.accepts_bert();
+            match self.block1.handle(now, &peer, request, block, bert) {
                 Block1Outcome::Respond(response) => {
                     self.arm_dedup_timer(now);
                     return self.answer_directly(
@@ -1004,8 +1012,8 @@ impl<P: Peer> Endpoint<P> {
         }
         let (block1, block2, cache_key) = (ex.block1, ex.block2, ex.cache_key.take());
         let peer = ex.peer.clone();
-        let szx = self.block_szx_for(&peer);
-        match blockwise::cut_block(&mut response, block2, szx) {
+        let limit = self.block_limit_for(&peer);
+        match blockwise::cut_block(&mut response, block2, limit) {
             Err(code) => response = Response::new(code),
             Ok(Cut::Whole) => {}
             Ok(Cut::Block(block)) => {

@@ -369,8 +369,8 @@ impl<P: Peer> Endpoint<P> {
         if !response.code.is_response() {
             return Err(NotifyError::NotAResponse);
         }
-        let szx = match self.observations.map.get(&obs.0) {
-            Some(o) => self.block_szx_for(&o.peer),
+        let limit = match self.observations.map.get(&obs.0) {
+            Some(o) => self.block_limit_for(&o.peer),
             None => return Err(NotifyError::UnknownObservation),
         };
         let Some(o) = self.observations.map.get_mut(&obs.0) else {
@@ -380,7 +380,7 @@ impl<P: Peer> Endpoint<P> {
             return Err(NotifyError::UnknownObservation);
         }
         let mut response = response;
-        if blockwise::fragment_response(&mut response, None, szx).is_err() {
+        if blockwise::fragment_response(&mut response, None, limit).is_err() {
             response = Response::new(Code::INTERNAL_SERVER_ERROR);
         }
         let last = !response.code.is_success();

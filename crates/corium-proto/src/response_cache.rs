@@ -120,12 +120,12 @@ impl<P: Clone + Eq + Hash> ResponseCache<P> {
         peer: &P,
         key: &[u8],
         requested: BlockValue,
-        max_szx: u8,
+        limit: blockwise::BlockLimit,
     ) -> Option<Result<Response, Code>> {
         self.expire(now);
         let k = (peer.clone(), key.to_vec());
         let entry = self.entries.get(&k)?;
-        let result = blockwise::block_from_kept(&entry.response, requested, max_szx);
+        let result = blockwise::block_from_kept(&entry.response, requested, limit);
         if matches!(result, Ok((_, true))) {
             self.remove(&k);
         }

@@ -23,6 +23,7 @@ use corium_wire::{
 };
 
 use super::{Endpoint, Event, Peer, RequestId, Transmit};
+use crate::blockwise::BlockLimit;
 use crate::codec::{self, Inbound};
 use crate::error::{RequestError, SendError};
 use crate::message::{Options, Token};
@@ -123,6 +124,13 @@ impl fmt::Display for AbortReason {
         }
     }
 }
+
+/// Bytes of a peer's Max-Message-Size left for the header and options beside a BERT
+/// block (the implementation note of RFC 8323 §5.3.2 suggests 256 or 512).
+pub const BERT_HEADROOM: usize = 512;
+
+/// The most 1024-byte units one BERT block carries (1 MiB), whatever the peer allows.
+pub const MAX_BERT_UNITS: usize = 1024;
 
 /// The largest SZX whose blocks, with room for header and options, fit a peer's
 /// Max-Message-Size (RFC 8323 §5.3.1; RFC 7252 §4.6 allows 128 bytes beyond the block).
@@ -268,13 +276,33 @@ impl<P: Peer> Endpoint<P> {
         self.connections.len()
     }
 
-    /// The largest Block2 SZX for responses to `peer`: the configured one, lowered on a
-    /// reliable transport until a block fits the peer's Max-Message-Size.
-    pub(crate) fn block_szx_for(&self, peer: &P) -> u8 {
-        match self.connections.get(peer) {
-            Some(c) => szx_for_message_size(c.max_message_size, self.config.max_block_szx),
-            None => self.config.max_block_szx,
+    /// The block sizes of responses to `peer`: the configured largest SZX, lowered on a
+    /// reliable transport until a block fits the peer's Max-Message-Size; BERT blocks
+    /// (RFC 8323 §6) as large as that size allows when the peer announced them.
+    pub(crate) fn block_limit_for(&self, peer: &P) -> BlockLimit {
+        let Some(c) = self.connections.get(peer) else {
+            return BlockLimit::plain(self.config.max_block_szx);
+        };
+        let max_szx = szx_for_message_size(c.max_message_size, self.config.max_block_szx);
+        // §5.3.2: Block-Wise-Transfer with a Max-Message-Size above 1152 announces BERT.
+        let bert_units = if c.block_wise
+            && c.max_message_size > DEFAULT_MAX_MESSAGE_SIZE
+            && self.config.max_block_szx >= 6
+        {
+            ((c.max_message_size - BERT_HEADROOM) / 1024).clamp(1, MAX_BERT_UNITS)
+        } else {
+            0
+        };
+        BlockLimit {
+            max_szx,
+            bert_units,
         }
+    }
+
+    /// Whether BERT blocks are taken in uploads: on a reliable transport when this
+    /// endpoint announced BERT in its CSM (RFC 8323 §5.3.2, §6).
+    pub(crate) fn accepts_bert(&self) -> bool {
+        self.framing.is_some() && self.config.max_message_size > DEFAULT_MAX_MESSAGE_SIZE
     }
 
     /// A 7.02 Ping with a fresh token (RFC 8323 §5.4); the Pong is [`Event::Pong`].
@@ -433,6 +461,10 @@ impl<P: Peer> Endpoint<P> {
             conn.max_message_size = size;
             conn.block_wise = block_wise;
             conn.max_token_len = token_len;
+        }
+        if let Some(capabilities) = self.peer_capabilities(&peer) {
+            self.events
+                .push_back(Event::Capabilities { peer, capabilities });
         }
     }
 

@@ -409,8 +409,12 @@ impl Client {
             return self.send_one(peer, request, options).await;
         }
         let szx = self.inner.block_szx;
-        let upload = request.payload.len() > (1usize << (szx + 4))
-            && !request.options.contains(OptionNumber::BLOCK1);
+        let plan = if request.options.contains(OptionNumber::BLOCK1) {
+            None // The caller does its own block-wise upload.
+        } else {
+            self.upload_plan(peer, request.payload.len()).await
+        };
+        let upload = plan.is_some();
         // RFC 7959 §2.4, early negotiation: a client that wants blocks smaller than the
         // largest asks for block 0 in its size with the first request.
         let mut first_request = request.clone();
@@ -423,8 +427,9 @@ impl Client {
         }
         let mut restarts = 0;
         loop {
-            let first = if upload {
-                self.upload(peer, request.clone(), options.clone()).await?
+            let first = if let Some((szx, chunk)) = plan {
+                self.upload(peer, request.clone(), options.clone(), szx, chunk)
+                    .await?
             } else {
                 self.send_one(peer, first_request.clone(), options.clone())
                     .await?
@@ -498,8 +503,9 @@ impl Client {
                 )));
             }
             // The server may lower the block size at any block (late negotiation): ask
-            // for the block that starts where the body ends, in its latest size.
-            let size = 1usize << (szx + 4);
+            // for the block that starts where the body ends, in its latest size (block
+            // numbers of BERT count 1024-byte units, RFC 8323 §6).
+            let size = block_unit(szx);
             let Some(next) = u32::try_from(whole.payload.len() / size)
                 .ok()
                 .and_then(|num| BlockValue::new(num, false, szx))
@@ -539,21 +545,66 @@ impl Client {
     /// continues at the same byte offset in that size. Size1 announces the total (§4),
     /// and a random Request-Tag keeps concurrent uploads to one resource apart (RFC 9175
     /// §3.4).
+    /// How a body of `len` bytes goes up: `None` in one message, else block-wise with
+    /// this SZX and this many bytes per message. Over UDP, blocks of the configured size
+    /// once the body exceeds one. Over a connection (RFC 8323) the peer's CSM decides: in
+    /// one message when it fits its Max-Message-Size, else BERT blocks (§6) when it
+    /// announced them, else 1024-byte blocks.
+    async fn upload_plan(&self, peer: SocketAddr, len: usize) -> Option<(u8, usize)> {
+        let szx = self.inner.block_szx;
+        let size = 1usize << (szx + 4);
+        if len <= size {
+            return None;
+        }
+        if self.inner.names.is_none() {
+            return Some((szx, size));
+        }
+        let caps = self.capabilities(peer).await?;
+        if len + UPLOAD_HEADROOM <= caps.max_message_size {
+            return None;
+        }
+        if caps.block_wise && caps.max_message_size > 1152 && szx == UPLOAD_SZX {
+            let units =
+                (caps.max_message_size.saturating_sub(UPLOAD_HEADROOM) / 1024).clamp(1, 1024);
+            return Some((BlockValue::BERT_SZX, units * 1024));
+        }
+        Some((szx, size))
+    }
+
+    /// What the server's CSM announced (RFC 8323 §5.3); opens the connection if needed.
+    /// `None` over UDP, or when the connection fails.
+    async fn capabilities(&self, peer: SocketAddr) -> Option<corium_proto::PeerCapabilities> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Capabilities { peer, reply: tx })
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
     async fn upload(
         &self,
         peer: SocketAddr,
         request: Request,
         options: RequestOptions,
+        first_szx: u8,
+        chunk: usize,
     ) -> Result<Response, Error> {
         let body = &request.payload;
-        let mut szx = self.inner.block_szx;
+        let mut szx = first_szx;
         let mut offset = 0usize;
         let tag: [u8; 4] = rand::random();
         loop {
-            let size = 1usize << (szx + 4);
+            // A BERT block carries `chunk` bytes; its number counts 1024-byte units.
+            let unit = block_unit(szx);
+            let size = if szx == BlockValue::BERT_SZX {
+                chunk
+            } else {
+                unit
+            };
             let end = (offset + size).min(body.len());
             let more = end < body.len();
-            let Some(block) = u32::try_from(offset / size)
+            let Some(block) = u32::try_from(offset / unit)
                 .ok()
                 .and_then(|num| BlockValue::new(num, more, szx))
             else {
@@ -588,7 +639,7 @@ impl Client {
                 // Late negotiation: continue after what the server took, in its size.
                 Some(ack) if ack.szx < szx => {
                     szx = ack.szx;
-                    offset = (ack.num as usize + 1) << (szx + 4);
+                    offset = (ack.num as usize + 1) * block_unit(szx);
                 }
                 _ => offset = end,
             }
@@ -791,6 +842,19 @@ impl RequestBuilder {
 /// The largest block size exponent over UDP: SZX 6 = 1024 bytes (RFC 7959 §2.2), which
 /// keeps every datagram within RFC 7252 §4.6's 1152 bytes.
 const UPLOAD_SZX: u8 = 6;
+
+/// Bytes left beside an upload for the header and options when deciding whether a body
+/// fits the peer's Max-Message-Size (RFC 8323 §5.3.1, and the headroom of BERT blocks).
+const UPLOAD_HEADROOM: usize = 512;
+
+/// The unit a block number counts: the block size, or 1024 bytes for BERT (RFC 8323 §6).
+fn block_unit(szx: u8) -> usize {
+    if szx >= UPLOAD_SZX {
+        1024
+    } else {
+        1 << (szx + 4)
+    }
+}
 
 /// Largest representation the client reassembles from Block2 blocks.
 pub const MAX_REASSEMBLED_BODY: usize = 16 * 1024 * 1024;

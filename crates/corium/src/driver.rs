@@ -17,7 +17,7 @@ use std::time::Duration;
 use corium_proto::wire::Code;
 use corium_proto::{
     Endpoint, EndpointConfig, Event, IncomingId, IncomingRequest, NotifyOptions, ObservationId,
-    Request, RequestError, RequestId, RequestOptions, Response, SendError,
+    PeerCapabilities, Request, RequestError, RequestId, RequestOptions, Response, SendError,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -173,6 +173,12 @@ pub(crate) enum Command {
     },
     /// A timer of an observer's conditional attributes fired.
     ObserverTimer { obs: ObservationId },
+    /// What the peer's CSM announced (RFC 8323 §5.3), once it has arrived; opens the
+    /// connection if needed. `None` when the connection fails first.
+    Capabilities {
+        peer: SocketAddr,
+        reply: oneshot::Sender<Option<PeerCapabilities>>,
+    },
 }
 
 struct Pending {
@@ -207,6 +213,8 @@ pub(crate) struct Driver {
     server: Option<ServerSide>,
     /// Set by [`Command::Shutdown`]: the moment to give up waiting for handlers.
     shutdown_deadline: Option<TokioInstant>,
+    /// [`Command::Capabilities`] waiting for a peer's CSM.
+    csm_waiters: HashMap<SocketAddr, Vec<oneshot::Sender<Option<PeerCapabilities>>>>,
 }
 
 impl Driver {
@@ -230,6 +238,7 @@ impl Driver {
             trace,
             server,
             shutdown_deadline: None,
+            csm_waiters: HashMap::new(),
         }
     }
 
@@ -442,6 +451,19 @@ impl Driver {
                         change,
                         &server.tx,
                     );
+                }
+            }
+            Command::Capabilities { peer, reply } => {
+                match self.open(now, peer).peer_capabilities(&peer) {
+                    Some(caps) if caps.csm_received => {
+                        let _ = reply.send(Some(caps));
+                    }
+                    Some(_) if self.csm_waiters.len() < 4096 => {
+                        self.csm_waiters.entry(peer).or_default().push(reply);
+                    }
+                    _ => {
+                        let _ = reply.send(None);
+                    }
                 }
             }
             Command::ObserverTimer { obs } => {
@@ -674,6 +696,15 @@ impl Driver {
                     }
                 }
                 Event::Pong { request } => self.complete(request, Outcome::Pong),
+                Event::Capabilities { peer, capabilities } => {
+                    for waiter in self.csm_waiters.remove(&peer).unwrap_or_default() {
+                        let _ = waiter.send(Some(capabilities));
+                    }
+                }
+                Event::ConnectionEnded { peer, .. } => {
+                    // Dropping the senders tells the waiters: no capabilities.
+                    self.csm_waiters.remove(&peer);
+                }
                 Event::Request(incoming) => responded |= self.dispatch(incoming),
                 Event::ResponseNotDelivered {
                     request,

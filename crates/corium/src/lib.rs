@@ -81,7 +81,7 @@ pub use observe::{Observable, Observation};
 pub use resource::{Handler, HandlerFuture, Resource, ResourceAttrs};
 pub use router::Router;
 pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
-pub use tcp::{StreamLimits, WRITE_BACKLOG};
+pub use tcp::{StreamLimits, DEFAULT_STREAM_MESSAGE_SIZE, WRITE_BACKLOG};
 pub use udp::{canonical as canonical_addr, MAX_DATAGRAM_SIZE, SOCKET_BUFFER_SIZE};
 
 pub use corium_proto::wire::{self, Code, ContentFormat, OptionNumber};

@@ -363,9 +363,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds one UDP socket per address. IPv6 sockets are IPv6-only (IPV6_V6ONLY), so
-    /// `[::]:5683` and `0.0.0.0:5683` can be bound together. Nothing is read until
-    /// [`Server::run_until`].
+    /// Binds one UDP socket per address, plus the TCP, TLS and WebSocket listeners asked
+    /// for (TCP on the UDP port of each address). IPv6 sockets are IPv6-only
+    /// (IPV6_V6ONLY), so `[::]:5683` and `0.0.0.0:5683` can be bound together. Nothing
+    /// is read until [`Server::run_until`].
     pub async fn bind(self, addrs: &[SocketAddr], router: Router) -> io::Result<Server> {
         if addrs.is_empty() {
             return Err(io::Error::new(
@@ -373,36 +374,18 @@ impl ServerBuilder {
                 "no address to bind the server to",
             ));
         }
-        let mut sockets = Vec::with_capacity(addrs.len());
-        for &addr in addrs {
-            let bound = udp::bind(addr, V6Mode::Only, self.reuse_address).map_err(|err| {
-                io::Error::new(err.kind(), format!("cannot bind UDP {addr}: {err}"))
-            })?;
-            tracing::debug!(local = %bound.local, "server socket bound");
-            sockets.push(bound);
-        }
-        let mut wanted = Vec::new();
-        if self.tcp {
-            // The same address and port as UDP (the UDP socket resolved port 0).
-            let plain = tcp::Accept {
-                tls: None,
-                websocket: false,
-            };
-            for addr in sockets.iter().map(|s| s.local) {
-                wanted.push((addr, plain.clone(), Scheme::CoapTcp));
-            }
-        }
-        wanted.extend(self.secure_and_ws);
-        let mut listeners = Vec::new();
-        for (addr, accept, scheme) in wanted {
+        let (sockets, mut listeners) = self.bind_udp_and_tcp(addrs)?;
+        let mut rest = Vec::new();
+        for (addr, accept, scheme) in self.secure_and_ws {
             let listener = tcp::bind_listener(addr).map_err(|err| {
                 io::Error::new(
                     err.kind(),
                     format!("cannot listen for {scheme} on {addr}: {err}"),
                 )
             })?;
-            listeners.push((listener, accept, scheme));
+            rest.push((listener, accept, scheme));
         }
+        listeners.extend(rest);
         Ok(Server {
             sockets,
             listeners,
@@ -412,6 +395,60 @@ impl ServerBuilder {
             shutdown_grace: self.shutdown_grace,
             trace: self.trace,
         })
+    }
+
+    /// Binds the UDP sockets and, with [`tcp`](Self::tcp), a TCP listener on each one's
+    /// address and port. With port 0 the system picks a UDP port that TCP may already
+    /// use (another process's connection): then both are tried again on a new port.
+    #[allow(clippy::type_complexity)]
+    fn bind_udp_and_tcp(
+        &self,
+        addrs: &[SocketAddr],
+    ) -> io::Result<(
+        Vec<BoundSocket>,
+        Vec<(tokio::net::TcpListener, tcp::Accept, Scheme)>,
+    )> {
+        const ATTEMPTS: usize = 16;
+        let mut attempt = 0;
+        'retry: loop {
+            attempt += 1;
+            let mut sockets = Vec::with_capacity(addrs.len());
+            for &addr in addrs {
+                let bound = udp::bind(addr, V6Mode::Only, self.reuse_address).map_err(|err| {
+                    io::Error::new(err.kind(), format!("cannot bind UDP {addr}: {err}"))
+                })?;
+                tracing::debug!(local = %bound.local, "server socket bound");
+                sockets.push(bound);
+            }
+            let mut listeners = Vec::new();
+            if self.tcp {
+                // The same address and port as UDP (the UDP socket resolved port 0).
+                let plain = tcp::Accept {
+                    tls: None,
+                    websocket: false,
+                };
+                for (asked, bound) in addrs.iter().zip(&sockets) {
+                    let addr = bound.local;
+                    match tcp::bind_listener(addr) {
+                        Ok(listener) => listeners.push((listener, plain.clone(), Scheme::CoapTcp)),
+                        Err(err)
+                            if err.kind() == io::ErrorKind::AddrInUse
+                                && asked.port() == 0
+                                && attempt < ATTEMPTS =>
+                        {
+                            continue 'retry;
+                        }
+                        Err(err) => {
+                            return Err(io::Error::new(
+                                err.kind(),
+                                format!("cannot listen for coap+tcp on {addr}: {err}"),
+                            ))
+                        }
+                    }
+                }
+            }
+            return Ok((sockets, listeners));
+        }
     }
 }
 

@@ -48,7 +48,8 @@ pub const WRITE_BACKLOG: usize = 1 << 20;
 /// Limits of the connections of one listener or client.
 #[derive(Clone, Debug)]
 pub struct StreamLimits {
-    /// The largest message accepted (the endpoint's Max-Message-Size, RFC 8323 §5.3.1).
+    /// The largest message accepted (the endpoint's Max-Message-Size, RFC 8323 §5.3.1);
+    /// default [`DEFAULT_STREAM_MESSAGE_SIZE`].
     pub max_message_size: usize,
     /// The longest token accepted (RFC 8974).
     pub max_token_len: usize,
@@ -61,10 +62,15 @@ pub struct StreamLimits {
     pub max_connections: usize,
 }
 
+/// The Max-Message-Size a connection announces by default: 64 KiB BERT blocks plus room
+/// for the header and options (RFC 8323 §5.3.2 implementation note). Above 1152 it also
+/// announces BERT (§6).
+pub const DEFAULT_STREAM_MESSAGE_SIZE: usize = 64 * 1024 + 512;
+
 impl Default for StreamLimits {
     fn default() -> Self {
         StreamLimits {
-            max_message_size: corium_proto::wire::DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: DEFAULT_STREAM_MESSAGE_SIZE,
             max_token_len: 32,
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(10),

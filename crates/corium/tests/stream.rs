@@ -80,6 +80,10 @@ struct Seen {
     peers: Vec<SocketAddr>,
 }
 
+fn big() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i % 253) as u8).collect()
+}
+
 fn router(seen: Arc<Mutex<Seen>>, obs: &Observable) -> Router {
     let large: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     Router::new()
@@ -108,6 +112,11 @@ fn router(seen: Arc<Mutex<Seen>>, obs: &Observable) -> Router {
                 let large = large.clone();
                 async move { Response::with_payload(Code::CONTENT, large) }
             }),
+        )
+        .route(
+            "/big",
+            Resource::new()
+                .get(|_ctx: RequestContext| async { Response::with_payload(Code::CONTENT, big()) }),
         )
         .route(
             "/obs",
@@ -175,7 +184,11 @@ async fn start(tls: Option<TlsServer>) -> Running {
 }
 
 async fn client(tls: Option<TlsClient>) -> Client {
-    let mut builder = Client::builder();
+    client_with(tls, corium::StreamLimits::default()).await
+}
+
+async fn client_with(tls: Option<TlsClient>, limits: corium::StreamLimits) -> Client {
+    let mut builder = Client::builder().stream_limits(limits);
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }
@@ -309,4 +322,35 @@ async fn refused_connections_fail_with_a_clear_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+/// Large bodies over TCP: BERT blocks (RFC 8323 §6) when both sides announce a
+/// Max-Message-Size above 1152 with Block-Wise-Transfer (the default), 1024-byte
+/// blocks when the client announces the base size; the same bytes either way.
+#[tokio::test]
+async fn large_bodies_with_and_without_bert() {
+    let server = start(None).await;
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+    let sum: u32 = body.iter().map(|&b| u32::from(b)).sum();
+    for limits in [
+        corium::StreamLimits::default(),
+        corium::StreamLimits {
+            max_message_size: 1152,
+            ..Default::default()
+        },
+    ] {
+        let client = client_with(None, limits).await;
+        let got = within(client.get(&server.uri(Scheme::CoapTcp, "127.0.0.1", "/big")))
+            .await
+            .unwrap();
+        assert_eq!(got.payload, big());
+        let put = within(client.put(
+            &server.uri(Scheme::CoapTcp, "127.0.0.1", "/hello"),
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(put.payload_str(), Some(format!("200000 {sum}").as_str()));
+    }
+    server.shutdown().await;
 }
