@@ -51,6 +51,8 @@ pub(crate) struct Prepared {
     output: Option<PathBuf>,
     /// TLS settings for the secure schemes.
     tls: Option<corium::tls::TlsClient>,
+    /// Max-Message-Size announced on connections (RFC 8323 §5.3.1).
+    max_message_size: Option<u32>,
 }
 
 /// Looks up a content format by name or number (`text/plain`, `json`, `60`).
@@ -114,6 +116,7 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         output: args.output,
         block_szx: args.block_szx,
         tls,
+        max_message_size: args.max_message_size,
     })
 }
 
@@ -137,6 +140,7 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
         output: None,
         block_szx: None,
         tls: None,
+        max_message_size: None,
     })
 }
 
@@ -145,6 +149,12 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
     let mut builder = Client::builder();
     if let Some(tls) = &p.tls {
         builder = builder.tls(tls.clone());
+    }
+    if let Some(size) = p.max_message_size {
+        builder = builder.stream_limits(corium::StreamLimits {
+            max_message_size: size as usize,
+            ..Default::default()
+        });
     }
     if !p.verbose {
         if let Some(bar) = crate::progress::for_stderr() {

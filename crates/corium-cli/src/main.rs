@@ -173,9 +173,17 @@ pub(crate) struct RequestArgs {
     pub(crate) output: Option<PathBuf>,
     /// Block size for block-wise transfers (RFC 7959): 16, 32, 64, 128, 256,
     /// 512 or 1024 bytes (default 1024). Uploads larger than one block go in
-    /// blocks of this size, and downloads ask for it (early negotiation).
+    /// blocks of this size, and downloads ask for it (early negotiation). Over
+    /// coap+tcp/ws connections a body travels whole when the server's
+    /// Max-Message-Size allows, and 1024 means BERT blocks when it announces
+    /// them (RFC 8323 §6); smaller sizes are used as given.
     #[arg(short = 'b', long = "block-size", value_name = "SIZE", value_parser = parse_block_size)]
     pub(crate) block_szx: Option<u8>,
+    /// Max-Message-Size announced on coap+tcp/coaps+tcp/ws connections (RFC 8323
+    /// §5.3.1; default 66048). Above 1152 it also announces BERT blocks (§6); 1152
+    /// keeps transfers to 1024-byte blocks.
+    #[arg(long = "max-message-size", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    pub(crate) max_message_size: Option<u32>,
     /// TLS for coaps+tcp:// and coaps+ws://.
     #[command(flatten)]
     pub(crate) tls: tls::TlsArgs,

@@ -546,8 +546,9 @@ impl Client {
     /// and a random Request-Tag keeps concurrent uploads to one resource apart (RFC 9175
     /// §3.4).
     /// How a body of `len` bytes goes up: `None` in one message, else block-wise with
-    /// this SZX and this many bytes per message. Over UDP, blocks of the configured size
-    /// once the body exceeds one. Over a connection (RFC 8323) the peer's CSM decides: in
+    /// this SZX and this many bytes per message. Over UDP, or with a configured block size
+    /// below 1024, blocks of that size once the body exceeds one. Over a connection
+    /// (RFC 8323) the peer's CSM decides otherwise: in
     /// one message when it fits its Max-Message-Size, else BERT blocks (§6) when it
     /// announced them, else 1024-byte blocks.
     async fn upload_plan(&self, peer: SocketAddr, len: usize) -> Option<(u8, usize)> {
@@ -556,7 +557,8 @@ impl Client {
         if len <= size {
             return None;
         }
-        if self.inner.names.is_none() {
+        // Over UDP, and when smaller blocks were asked for, blocks of that size.
+        if self.inner.names.is_none() || szx < UPLOAD_SZX {
             return Some((szx, size));
         }
         let caps = self.capabilities(peer).await?;

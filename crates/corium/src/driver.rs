@@ -534,23 +534,23 @@ impl Driver {
                 conns.insert(peer, writer);
                 self.endpoint.handle_connected(now, peer);
             }
-            ConnEvent::Message { peer, data } => {
-                if let Some(trace) = &self.trace {
-                    trace(
-                        Direction::Received,
-                        peer,
-                        self.endpoint.config().framing,
-                        &data,
-                    );
+            ConnEvent::Message { peer, data } => self.stream_message(now, peer, &data),
+            ConnEvent::Messages { peer, batch } => {
+                for data in batch {
+                    self.stream_message(now, peer, &data);
                 }
-                self.endpoint.handle_stream_message(now, peer, &data);
             }
             ConnEvent::FramingError { peer, err } => {
                 tracing::debug!(%peer, %err, "connection aborted");
                 self.endpoint.handle_stream_error(now, peer, err);
             }
-            ConnEvent::Closed { peer } => {
+            ConnEvent::Closed { peer, err } => {
                 conns.remove(&peer);
+                // A failure right after the handshake (e.g. the TLS alert of a server
+                // that wanted a client certificate) is what the requests learn.
+                if let (Some(dialer), Some(err)) = (dialer.as_mut(), err) {
+                    dialer.failures.insert(peer, (err.kind(), err.to_string()));
+                }
                 self.endpoint.handle_disconnected(now, peer);
             }
             ConnEvent::ConnectFailed { peer, err } => {
@@ -562,6 +562,19 @@ impl Driver {
                 self.endpoint.handle_disconnected(now, peer);
             }
         }
+    }
+
+    /// One message from a connection (RFC 8323).
+    fn stream_message(&mut self, now: corium_proto::Instant, peer: SocketAddr, data: &[u8]) {
+        if let Some(trace) = &self.trace {
+            trace(
+                Direction::Received,
+                peer,
+                self.endpoint.config().framing,
+                data,
+            );
+        }
+        self.endpoint.handle_stream_message(now, peer, data);
     }
 
     /// Reads up to [`BATCH`] datagrams without blocking.

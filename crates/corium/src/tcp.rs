@@ -42,6 +42,9 @@ pub(crate) struct Dial {
     pub(crate) websocket: bool,
 }
 
+/// Bytes gathered into one write by a connection's writer.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Bytes queued for one connection above which its reader pauses.
 pub const WRITE_BACKLOG: usize = 1 << 20;
 
@@ -88,10 +91,16 @@ pub(crate) enum ConnEvent {
     },
     /// One complete message.
     Message { peer: SocketAddr, data: Bytes },
+    /// Several complete messages that arrived together, in order.
+    Messages { peer: SocketAddr, batch: Vec<Bytes> },
     /// The byte stream could not be framed; nothing more is read.
     FramingError { peer: SocketAddr, err: StreamError },
-    /// The connection closed (end of stream, error, timeout).
-    Closed { peer: SocketAddr },
+    /// The connection closed (end of stream, timeout), or failed with `err` (a TLS
+    /// alert, a reset), which a client reports to its requests.
+    Closed {
+        peer: SocketAddr,
+        err: Option<io::Error>,
+    },
     /// A connection this side opened could not be established.
     ConnectFailed { peer: SocketAddr, err: io::Error },
 }
@@ -332,16 +341,37 @@ pub(crate) fn spawn_connection<S>(
     };
     let writer_backlog = Arc::clone(&backlog);
     tokio::spawn(async move {
+        // Everything queued goes out in one write: pipelined responses cost one
+        // system call per batch, not one each.
+        let mut batch: Vec<u8> = Vec::new();
+        let mut closing = false;
         while let Some(cmd) = rx.recv().await {
-            match cmd {
-                WriteCmd::Data(data) => {
-                    let result = write.write_all(&data).await;
-                    writer_backlog.written(data.len());
-                    if result.is_err() {
+            let mut next = Some(cmd);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    WriteCmd::Data(data) => batch.extend_from_slice(&data),
+                    WriteCmd::Close => {
+                        closing = true;
                         break;
                     }
                 }
-                WriteCmd::Close => break,
+                if batch.len() < WRITE_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                let result = write.write_all(&batch).await;
+                writer_backlog.written(batch.len());
+                batch.clear();
+                if batch.capacity() > 4 * WRITE_BATCH {
+                    batch.shrink_to(WRITE_BATCH);
+                }
+                if result.is_err() {
+                    break;
+                }
+            }
+            if closing {
+                break;
             }
         }
         let _ = write.shutdown().await;
@@ -361,10 +391,11 @@ pub(crate) fn spawn_connection<S>(
         match end {
             Err(ReadEnd::Io(err)) => {
                 tracing::debug!(%peer, %err, "connection failed");
-                let _ = events.send(ConnEvent::Closed { peer }).await;
+                let err = Some(err);
+                let _ = events.send(ConnEvent::Closed { peer, err }).await;
             }
             Ok(()) | Err(ReadEnd::Timeout) => {
-                let _ = events.send(ConnEvent::Closed { peer }).await;
+                let _ = events.send(ConnEvent::Closed { peer, err: None }).await;
             }
             Err(ReadEnd::Framing(err)) => {
                 // The driver answers with Abort and closes (RFC 8323 §5.6).
@@ -393,36 +424,39 @@ async fn read_messages(
 ) -> Result<(), ReadEnd> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        // Deliver every complete message already buffered.
-        loop {
+        // Deliver every complete message already buffered, as one batch.
+        let mut batch = Vec::new();
+        let end = loop {
             match frame_len(&buf, limits.max_message_size, limits.max_token_len) {
-                Ok(Some(n)) if buf.len() >= n => {
-                    let data = buf.split_to(n).freeze();
-                    events
-                        .send(ConnEvent::Message { peer, data })
-                        .await
-                        .map_err(|_| ReadEnd::DriverGone)?;
-                }
+                Ok(Some(n)) if buf.len() >= n => batch.push(buf.split_to(n).freeze()),
                 Ok(Some(n)) => {
                     buf.reserve(n - buf.len());
-                    break;
+                    break None;
                 }
-                Ok(None) => break,
-                Err(err) => return Err(ReadEnd::Framing(err)),
+                Ok(None) => break None,
+                Err(err) => break Some(err),
             }
+        };
+        match batch.len() {
+            0 => {}
+            1 => {
+                let data = batch.pop().expect("one message");
+                events
+                    .send(ConnEvent::Message { peer, data })
+                    .await
+                    .map_err(|_| ReadEnd::DriverGone)?;
+            }
+            _ => events
+                .send(ConnEvent::Messages { peer, batch })
+                .await
+                .map_err(|_| ReadEnd::DriverGone)?,
+        }
+        if let Some(err) = end {
+            return Err(ReadEnd::Framing(err));
         }
         // Back-pressure: a peer that does not read its responses gets no more read.
-        while backlog.bytes.load(Ordering::Relaxed) > WRITE_BACKLOG {
-            let drained = backlog.drained.notified();
-            if backlog.bytes.load(Ordering::Relaxed) <= WRITE_BACKLOG {
-                break;
-            }
-            if tokio::time::timeout(limits.idle_timeout, drained)
-                .await
-                .is_err()
-            {
-                return Err(ReadEnd::Timeout);
-            }
+        if !backlog.wait_below_limit(limits.idle_timeout).await {
+            return Err(ReadEnd::Timeout);
         }
         let wait = if buf.is_empty() {
             limits.idle_timeout

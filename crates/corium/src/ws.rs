@@ -171,11 +171,11 @@ pub(crate) fn spawn_connection<S>(
         }
         let end = loop {
             if !backlog.wait_below_limit(limits.idle_timeout).await {
-                break ConnEvent::Closed { peer };
+                break ConnEvent::Closed { peer, err: None };
             }
             let next = tokio::time::timeout(limits.idle_timeout, stream.next()).await;
             let message = match next {
-                Err(_) | Ok(None) => break ConnEvent::Closed { peer },
+                Err(_) | Ok(None) => break ConnEvent::Closed { peer, err: None },
                 Ok(Some(Err(WsError::Capacity(_)))) => {
                     let err = StreamError::TooLarge {
                         len: limits.max_message_size as u64 + 1,
@@ -185,7 +185,8 @@ pub(crate) fn spawn_connection<S>(
                 }
                 Ok(Some(Err(err))) => {
                     tracing::debug!(%peer, %err, "WebSocket failed");
-                    break ConnEvent::Closed { peer };
+                    let err = Some(ws_err(err));
+                    break ConnEvent::Closed { peer, err };
                 }
                 Ok(Some(Ok(message))) => message,
             };
@@ -205,7 +206,7 @@ pub(crate) fn spawn_connection<S>(
                     let err = StreamError::WebSocketTextFrame;
                     break ConnEvent::FramingError { peer, err };
                 }
-                Message::Close(_) => break ConnEvent::Closed { peer },
+                Message::Close(_) => break ConnEvent::Closed { peer, err: None },
                 // Ping, Pong and raw frames: the WebSocket layer's own business.
                 _ => {}
             }

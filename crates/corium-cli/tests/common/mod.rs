@@ -948,3 +948,333 @@ impl AiocoapServer {
         panic!("the aiocoap TCP server did not start (3 attempts): {last_error}\n{INSTALL_HINT}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// TLS and WebSockets (RFC 8323 coaps+tcp, coap+ws, coaps+ws), for interop_tls_ws.rs
+// ---------------------------------------------------------------------------
+
+/// libcoap's client of one TLS build: `coap-client-openssl` or `coap-client-gnutls`.
+pub fn libcoap_tls_client(build: &str) -> PathBuf {
+    find_on_path(&format!("coap-client-{build}"))
+}
+
+/// Runs `coap-client-{build} -B 5 ARGS...` (`build`: `openssl` or `gnutls`).
+pub fn coap_tls_client<S: AsRef<OsStr>>(build: &str, args: &[S]) -> Outcome {
+    let mut cmd = Command::new(libcoap_tls_client(build));
+    cmd.arg("-B").arg(LIBCOAP_LIMIT_SECS.to_string()).args(args);
+    run(&mut cmd, Duration::from_secs(LIBCOAP_LIMIT_SECS) + SLACK)
+}
+
+/// Runs `timeout 20 aiocoap-client ARGS...` with `SSL_CERT_FILE=ca` (Python's
+/// default SSL context, which aiocoap uses for coaps+tcp and coaps+ws, then trusts
+/// exactly that CA).
+pub fn aiocoap_client_trusting<S: AsRef<OsStr>>(ca: &Path, args: &[S]) -> Outcome {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(AIOCOAP_LIMIT_SECS.to_string())
+        .arg(aiocoap_client())
+        .args(args)
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("SSL_CERT_DIR");
+    run(&mut cmd, Duration::from_secs(AIOCOAP_LIMIT_SECS) + SLACK)
+}
+
+/// Whether `port` is free for TCP on 127.0.0.1 right now (and, with `udp`, for
+/// UDP too); marks it handed out when it is.
+fn claim_port(port: u16, udp: bool) -> bool {
+    if TcpListener::bind(("127.0.0.1", port)).is_err()
+        || (udp && UdpSocket::bind(("127.0.0.1", port)).is_err())
+    {
+        return false;
+    }
+    handed_out()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(port)
+}
+
+/// `corium serve` with every RFC 8323 listener: `--bind 127.0.0.1:0` (coap and
+/// coap+tcp), `--secure-bind`, `--ws-bind` and `--wss-bind` on `127.0.0.1:0`, each
+/// address learned from its `corium serving SCHEME on ADDR` line.
+pub struct CoriumSecureServer {
+    /// coap (UDP).
+    pub udp: SocketAddr,
+    /// coap+tcp.
+    pub tcp: SocketAddr,
+    /// coaps+tcp (TLS, ALPN `coap`).
+    pub tls: SocketAddr,
+    /// coap+ws (`/.well-known/coap`, subprotocol `coap`).
+    pub ws: SocketAddr,
+    /// coaps+ws.
+    pub wss: SocketAddr,
+    process: ServerProcess,
+}
+
+impl CoriumSecureServer {
+    /// Starts `corium serve --cert CERT --key KEY [--ca CLIENT_CA] [-v]` and waits
+    /// for its five `corium serving` lines. With `client_ca`, TLS clients must
+    /// present a certificate issued by it; `verbose` logs connections (stderr,
+    /// see [`CoriumSecureServer::log`]).
+    pub fn start(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        verbose: bool,
+    ) -> CoriumSecureServer {
+        let mut cmd = Command::new(corium_bin());
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["--secure-bind", "127.0.0.1:0"])
+            .args(["--ws-bind", "127.0.0.1:0"])
+            .args(["--wss-bind", "127.0.0.1:0"])
+            .env_remove("RUST_LOG");
+        if let Some(ca) = client_ca {
+            cmd.arg("--ca").arg(ca);
+        }
+        if verbose {
+            cmd.arg("-v");
+        }
+        let mut process = ServerProcess::spawn(&mut cmd);
+        let mut found: Vec<(String, SocketAddr)> = Vec::new();
+        const SCHEMES: [&str; 5] = ["coap", "coap+tcp", "coaps+tcp", "coap+ws", "coaps+ws"];
+        while found.len() < SCHEMES.len() {
+            let line = process.wait_for_line(
+                "all five `corium serving SCHEME on ADDR` lines",
+                STARTUP_LIMIT,
+                |l| l.starts_with("corium serving "),
+            );
+            let mut words = line["corium serving ".len()..].splitn(3, ' ');
+            let (Some(scheme), Some("on"), Some(rest)) = (words.next(), words.next(), words.next())
+            else {
+                panic!("unexpected line {line:?}");
+            };
+            let first = rest.split(", ").next().unwrap_or_default();
+            let addr: SocketAddr = first
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("cannot parse the bound address in {line:?}: {e}"));
+            assert_ne!(addr.port(), 0, "port 0 not resolved in {line:?}");
+            found.push((scheme.to_owned(), addr));
+        }
+        let addr = |scheme: &str| {
+            found
+                .iter()
+                .find(|(s, _)| s == scheme)
+                .unwrap_or_else(|| panic!("no `corium serving {scheme}` line in {found:?}"))
+                .1
+        };
+        CoriumSecureServer {
+            udp: addr("coap"),
+            tcp: addr("coap+tcp"),
+            tls: addr("coaps+tcp"),
+            ws: addr("coap+ws"),
+            wss: addr("coaps+ws"),
+            process,
+        }
+    }
+
+    /// The address serving `scheme`.
+    pub fn addr(&self, scheme: &str) -> SocketAddr {
+        match scheme {
+            "coap" => self.udp,
+            "coap+tcp" => self.tcp,
+            "coaps+tcp" => self.tls,
+            "coap+ws" => self.ws,
+            "coaps+ws" => self.wss,
+            other => panic!("corium serve has no {other} listener"),
+        }
+    }
+
+    /// `SCHEME://HOST:PORT` + `path_and_query`, with the port of `scheme`'s listener.
+    pub fn url(&self, scheme: &str, host: &str, path_and_query: &str) -> String {
+        format!(
+            "{scheme}://{host}:{}{path_and_query}",
+            self.addr(scheme).port()
+        )
+    }
+
+    /// The server's log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Waits until the log contains `needle`; `false` after `limit` (a hang
+    /// guard for log lines written after a client has already finished).
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fails the test if the server died.
+    pub fn assert_running(&mut self) {
+        self.process.assert_running();
+    }
+}
+
+/// libcoap's example server of one TLS build (`coap-server-openssl` or
+/// `coap-server-gnutls`) in PKI mode: `-A 127.0.0.1 -p PORT ARGS...`; it serves
+/// coap and coap+tcp on PORT, coaps (DTLS) and coaps+tcp on PORT+1.
+pub struct LibcoapTlsServer {
+    /// coap (UDP) and coap+tcp.
+    pub addr: SocketAddr,
+    /// coaps+tcp (and DTLS): PORT+1.
+    pub tls: SocketAddr,
+    process: ServerProcess,
+}
+
+impl LibcoapTlsServer {
+    /// Starts `coap-server-{build} -A 127.0.0.1 -p PORT ARGS...` on a port whose
+    /// successor is free too, and waits until it answers a CoAP ping on PORT.
+    pub fn start<S: AsRef<OsStr>>(build: &str, args: &[S]) -> LibcoapTlsServer {
+        let bin = find_on_path(&format!("coap-server-{build}"));
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            if port == u16::MAX || !claim_port(port + 1, true) {
+                continue;
+            }
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-A", "127.0.0.1", "-p", &port.to_string()])
+                .args(args);
+            let mut process = ServerProcess::spawn(&mut cmd);
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if coap_ping(addr, Duration::from_secs(10)) {
+                process.assert_running();
+                return LibcoapTlsServer {
+                    addr,
+                    tls: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+                    process,
+                };
+            }
+            last_log = process.log();
+        }
+        panic!("coap-server-{build} did not answer a CoAP ping on five ports\n--- stderr ---\n{last_log}");
+    }
+
+    /// `coaps+tcp://HOST:PORT+1` + `path_and_query`.
+    pub fn tls_url(&self, host: &str, path_and_query: &str) -> String {
+        format!("coaps+tcp://{host}:{}{path_and_query}", self.tls.port())
+    }
+
+    /// `coap://127.0.0.1:PORT` + `path_and_query`.
+    pub fn uri(&self, path_and_query: &str) -> String {
+        format!("coap://{}{path_and_query}", self.addr)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+/// `interop/aiocoap_secure_server.py` (or `$CORIUM_AIOCOAP_SECURE_SERVER`).
+pub fn aiocoap_secure_server_script() -> PathBuf {
+    let script = std::env::var_os("CORIUM_AIOCOAP_SECURE_SERVER")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("interop/aiocoap_secure_server.py"));
+    assert!(
+        script.is_file(),
+        "aiocoap secure server script {} not found (set CORIUM_AIOCOAP_SECURE_SERVER)",
+        script.display()
+    );
+    script
+}
+
+/// `interop/aiocoap_secure_server.py`: aiocoap_server.py's resources over coap and
+/// coap+tcp (PORT), coaps+tcp (PORT+1), coap+ws (PORT+3000) and coaps+ws
+/// (PORT+3001), aiocoap 0.4.17's port rules; addresses from its `LISTEN` lines.
+pub struct AiocoapSecureServer {
+    listeners: Vec<(String, SocketAddr)>,
+    process: ServerProcess,
+}
+
+impl AiocoapSecureServer {
+    /// Starts the script with `--cert CERT --key KEY [--client-ca CA]` on a base
+    /// port whose companions are free, and waits for `READY`.
+    pub fn start(cert: &Path, key: &Path, client_ca: Option<&Path>) -> AiocoapSecureServer {
+        let py = aiocoap_python();
+        let script = aiocoap_secure_server_script();
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            if port > u16::MAX - 3001
+                || !claim_port(port + 1, false)
+                || !claim_port(port + 3000, false)
+                || !claim_port(port + 3001, false)
+            {
+                continue;
+            }
+            let mut cmd = Command::new(&py);
+            cmd.arg(&script)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key)
+                .env("PYTHONUNBUFFERED", "1");
+            if let Some(ca) = client_ca {
+                cmd.arg("--client-ca").arg(ca);
+            }
+            let mut process = ServerProcess::spawn(&mut cmd);
+            let mut listeners = Vec::new();
+            let outcome = loop {
+                match process.try_wait_for_line("READY", STARTUP_LIMIT, |l| {
+                    l.trim() == "READY" || l.starts_with("LISTEN ")
+                }) {
+                    Ok(line) if line.trim() == "READY" => break Ok(()),
+                    Ok(line) => {
+                        let mut words = line.split_whitespace().skip(1);
+                        let (Some(scheme), Some(addr)) = (words.next(), words.next()) else {
+                            panic!("unexpected line {line:?}");
+                        };
+                        let addr: SocketAddr = addr
+                            .parse()
+                            .unwrap_or_else(|e| panic!("cannot parse {line:?}: {e}"));
+                        listeners.push((scheme.to_owned(), addr));
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match outcome {
+                Ok(()) => return AiocoapSecureServer { listeners, process },
+                Err(e) => last_error = e,
+            }
+        }
+        panic!(
+            "the aiocoap secure server did not start (5 attempts): {last_error}\n{INSTALL_HINT}"
+        );
+    }
+
+    /// The address serving `scheme`.
+    pub fn addr(&self, scheme: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(s, _)| s == scheme)
+            .unwrap_or_else(|| panic!("no {scheme} listener in {:?}", self.listeners))
+            .1
+    }
+
+    /// `SCHEME://HOST:PORT` + `path_and_query`, with the port of `scheme`'s listener.
+    pub fn url(&self, scheme: &str, host: &str, path_and_query: &str) -> String {
+        format!(
+            "{scheme}://{host}:{}{path_and_query}",
+            self.addr(scheme).port()
+        )
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}

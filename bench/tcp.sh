@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# CoAP over TCP (RFC 8323) on loopback, Corium against libcoap in one run:
+#
+# 1. GET throughput: `corium bench coap+tcp://HOST:PORT/PATH --sockets N --window W`
+#    (N connections, W requests pipelined on each) against `corium serve` (/test) and
+#    `coap-server-notls` (/time), each alone, server and load pinned to their own CPU.
+# 2. A BENCH_BYTES (10 MB) download over TCP: `corium get` with BERT blocks (RFC 8323
+#    §6, the default: both sides announce Max-Message-Size 66048) and with
+#    `--max-message-size 1152` (1024-byte blocks); `coap-client-notls` from
+#    `coap-server-notls` as the peer's figure. Median of BENCH_RUNS, bytes checked.
+#
+# Output: a markdown report on stdout, also written to bench/results/tcp.md.
+# Environment: BENCH_SOCKETS [2] BENCH_WINDOW [32] BENCH_DURATION [10] BENCH_WARMUP [1]
+#   BENCH_BYTES [10000000] BENCH_RUNS [5] BENCH_PORT_BASE [57030] BENCH_PIN [auto]
+#   BENCH_SERVER_CPU [0] BENCH_CLIENT_CPU [1] BENCH_NO_BUILD [0] BENCH_OUT
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+SOCKETS="${BENCH_SOCKETS:-2}"
+WINDOW="${BENCH_WINDOW:-32}"
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-1}"
+BYTES="${BENCH_BYTES:-10000000}"
+RUNS="${BENCH_RUNS:-5}"
+PORT_BASE="${BENCH_PORT_BASE:-57030}"
+OUT="${BENCH_OUT:-$REPO/bench/results/tcp.md}"
+die() {
+    echo "tcp.sh: ERROR: $*" >&2
+    exit 1
+}
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --release -q -p corium-cli >&2 || die "build failed"
+CORIUM="${CARGO_TARGET_DIR:-$REPO/target}/release/corium"
+command -v coap-server-notls >/dev/null || die "coap-server-notls missing: run scripts/install-peers.sh"
+pin_cpus "${BENCH_PIN:-auto}" "${BENCH_SERVER_CPU:-0}" "${BENCH_CLIENT_CPU:-1}" "load/clients"
+stop_server_on_exit
+WORK="$(mktemp -d /tmp/corium-tcp-bench.XXXXXX)"
+
+wait_tcp() { # port
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    die "nothing listens on TCP port $1"
+}
+
+# --- 1. throughput -------------------------------------------------------------
+throughput() { # name port path cmd...
+    local name="$1" port="$2" path="$3"
+    shift 3
+    "${SERVER_PIN[@]}" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    wait_tcp "$port"
+    local line
+    line=$("${CLIENT_PIN[@]}" "$CORIUM" bench "coap+tcp://127.0.0.1:$port$path" \
+        --sockets "$SOCKETS" --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP" |
+        grep '^RESULT') || die "$name: no RESULT line"
+    stop_server
+    echo "$line"
+}
+CPORT=$((PORT_BASE + 1))
+LPORT=$((PORT_BASE + 2))
+corium_tp=$(throughput corium "$CPORT" /test "$CORIUM" serve --bind "127.0.0.1:$CPORT")
+libcoap_tp=$(throughput libcoap "$LPORT" /time coap-server-notls -A 127.0.0.1 -p "$LPORT")
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
+
+# --- 2. a large download ---------------------------------------------------------
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+head -c "$BYTES" /dev/urandom >"$WORK/file.bin"
+download() { # name upload-cmd download-cmd (writes $WORK/got.bin) -> median ms
+    local name="$1" up="$2" down="$3" t0 t1 times=()
+    eval "$up" >/dev/null 2>"$WORK/$name-put.err" || die "$name: upload failed: $(cat "$WORK/$name-put.err")"
+    for _ in $(seq "$RUNS"); do
+        rm -f "$WORK/got.bin"
+        t0=$(date +%s%N)
+        eval "$down" 2>"$WORK/$name-get.err" || die "$name: download failed: $(cat "$WORK/$name-get.err")"
+        t1=$(date +%s%N)
+        head -c "$BYTES" "$WORK/got.bin" | cmp -s - "$WORK/file.bin" || die "$name: bytes differ"
+        times+=($(((t1 - t0) / 1000000)))
+    done
+    printf '%s\n' "${times[@]}" | median
+}
+"${SERVER_PIN[@]}" "$CORIUM" serve --bind "127.0.0.1:$CPORT" --max-body "$BYTES" >"$WORK/c.log" 2>&1 &
+SERVER_PID=$!
+wait_tcp "$CPORT"
+URI="coap+tcp://127.0.0.1:$CPORT/large-update"
+bert_ms=$(download bert "'$CORIUM' put -f '$WORK/file.bin' --timeout 120 $URI" \
+    "${CLIENT_PIN[*]} '$CORIUM' get --timeout 120 -o '$WORK/got.bin' $URI")
+plain_ms=$(download plain ":" \
+    "${CLIENT_PIN[*]} '$CORIUM' get --max-message-size 1152 --timeout 120 -o '$WORK/got.bin' $URI")
+stop_server
+"${SERVER_PIN[@]}" coap-server-notls -A 127.0.0.1 -p "$LPORT" >"$WORK/l.log" 2>&1 &
+SERVER_PID=$!
+wait_tcp "$LPORT"
+LURI="coap+tcp://127.0.0.1:$LPORT/example_data"
+libcoap_ms=$(download libcoap "coap-client-notls -m put -f '$WORK/file.bin' $LURI" \
+    "${CLIENT_PIN[*]} coap-client-notls $LURI > '$WORK/got.bin'")
+stop_server
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+c_rps=$(field "$corium_tp" rps)
+l_rps=$(field "$libcoap_tp" rps)
+{
+    echo "## CoAP over TCP ($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r))"
+    echo
+    echo "Command: \`bench/tcp.sh\` (BENCH_SOCKETS=$SOCKETS BENCH_WINDOW=$WINDOW BENCH_DURATION=$DURATION); $PIN_NOTE; the load generator shares the machine."
+    echo
+    echo "| server | requests/s | p50 µs | p99 µs | ok | lost |"
+    echo "|---|---|---|---|---|---|"
+    for row in "corium:$corium_tp" "libcoap:$libcoap_tp"; do
+        name="${row%%:*}"
+        r="${row#*:}"
+        echo "| $name | $(field "$r" rps) | $(field "$r" p50_us) | $(field "$r" p99_us) | $(field "$r" ok) | $(field "$r" lost) |"
+    done
+    echo
+    echo "Ratio corium / libcoap: **$(ratio "$c_rps" "$l_rps")×**."
+    echo
+    echo "| $BYTES-byte download over TCP (median of $RUNS) | ms |"
+    echo "|---|---|"
+    echo "| corium get, BERT blocks (both announce 66048) | $bert_ms |"
+    echo "| corium get, --max-message-size 1152 (1024-byte blocks) | $plain_ms |"
+    echo "| coap-client-notls from coap-server-notls | $libcoap_ms |"
+    echo
+    echo "BERT speed-up: **$(ratio "$plain_ms" "$bert_ms")×**; corium (BERT) vs libcoap: **$(ratio "$libcoap_ms" "$bert_ms")×** faster."
+} | tee "$OUT"
