@@ -63,6 +63,10 @@ pub struct StreamLimits {
     pub frame_timeout: Duration,
     /// Hard limit on open connections; beyond it new ones are closed at once.
     pub max_connections: usize,
+    /// After this long without sending anything, an Empty message goes out (RFC 8323
+    /// §5.4: "can always be sent and MUST be ignored by the recipient"), so that NAT
+    /// mappings and the peer's idle timeout see a live connection. `None`: never.
+    pub keepalive: Option<Duration>,
 }
 
 /// The Max-Message-Size a connection announces by default: 64 KiB BERT blocks plus room
@@ -78,6 +82,7 @@ impl Default for StreamLimits {
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            keepalive: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -107,6 +112,8 @@ pub(crate) enum ConnEvent {
 
 pub(crate) enum WriteCmd {
     Data(Bytes),
+    /// Nothing was sent for [`StreamLimits::keepalive`]: an Empty message goes out.
+    KeepAlive,
     Close,
 }
 
@@ -121,6 +128,7 @@ impl std::fmt::Debug for WriteCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteCmd::Data(b) => write!(f, "Data({} bytes)", b.len()),
+            WriteCmd::KeepAlive => f.write_str("KeepAlive"),
             WriteCmd::Close => f.write_str("Close"),
         }
     }
@@ -340,16 +348,33 @@ pub(crate) fn spawn_connection<S>(
         backlog: Arc::clone(&backlog),
     };
     let writer_backlog = Arc::clone(&backlog);
+    let keepalive = limits.keepalive;
     tokio::spawn(async move {
         // Everything queued goes out in one write: pipelined responses cost one
         // system call per batch, not one each.
         let mut batch: Vec<u8> = Vec::new();
         let mut closing = false;
-        while let Some(cmd) = rx.recv().await {
+        loop {
+            let cmd = match keepalive {
+                Some(every) => match tokio::time::timeout(every, rx.recv()).await {
+                    Ok(cmd) => cmd,
+                    Err(_) => Some(WriteCmd::KeepAlive),
+                },
+                None => rx.recv().await,
+            };
+            let Some(cmd) = cmd else {
+                break;
+            };
+            let mut queued = 0;
             let mut next = Some(cmd);
             while let Some(cmd) = next.take() {
                 match cmd {
-                    WriteCmd::Data(data) => batch.extend_from_slice(&data),
+                    WriteCmd::Data(data) => {
+                        queued += data.len();
+                        batch.extend_from_slice(&data);
+                    }
+                    // Idle: an Empty message, Len 0 / TKL 0 and code 0.00.
+                    WriteCmd::KeepAlive => batch.extend_from_slice(&[0x00, 0x00]),
                     WriteCmd::Close => {
                         closing = true;
                         break;
@@ -361,7 +386,7 @@ pub(crate) fn spawn_connection<S>(
             }
             if !batch.is_empty() {
                 let result = write.write_all(&batch).await;
-                writer_backlog.written(batch.len());
+                writer_backlog.written(queued);
                 batch.clear();
                 if batch.capacity() > 4 * WRITE_BATCH {
                     batch.shrink_to(WRITE_BATCH);

@@ -142,9 +142,30 @@ pub(crate) fn spawn_connection<S>(
         backlog: Arc::clone(&backlog),
     };
     let writer_backlog = Arc::clone(&backlog);
+    let limits_keepalive = limits.keepalive;
     tokio::spawn(async move {
-        while let Some(cmd) = rx.recv().await {
+        loop {
+            let cmd = match limits_keepalive {
+                Some(every) => match tokio::time::timeout(every, rx.recv()).await {
+                    Ok(cmd) => cmd,
+                    Err(_) => Some(WriteCmd::KeepAlive),
+                },
+                None => rx.recv().await,
+            };
+            let Some(cmd) = cmd else {
+                break;
+            };
             match cmd {
+                // RFC 8323 §5.4: an Empty message (here, Len 0 / TKL 0, code 0.00).
+                WriteCmd::KeepAlive => {
+                    if sink
+                        .send(Message::Binary(Bytes::from_static(&[0x00, 0x00])))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
                 WriteCmd::Data(data) => {
                     let len = data.len();
                     let result = sink.send(Message::Binary(data)).await;

@@ -354,3 +354,77 @@ async fn large_bodies_with_and_without_bert() {
     }
     server.shutdown().await;
 }
+
+/// `StreamLimits::max_connections`: connections beyond the limit are closed at once;
+/// the ones within it are served.
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = Server::builder()
+        .tcp(true)
+        .stream_limits(corium::StreamLimits {
+            max_connections: 2,
+            ..Default::default()
+        })
+        .bind(&[any], Router::new())
+        .await
+        .unwrap();
+    let addr = server.tcp_addrs()[0];
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    // Each accepted connection answers a CSM with the server's CSM (RFC 8323 §3.3).
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(&[0x00, 0xe1]).await.unwrap();
+        let mut first = [0u8; 2];
+        within(c.read_exact(&mut first)).await.unwrap();
+        assert_eq!(first[1], 0xe1, "the server's CSM");
+        open.push(c);
+    }
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = extra.write_all(&[0x00, 0xe1]).await;
+    let mut buf = [0u8; 16];
+    let n = within(extra.read(&mut buf)).await.unwrap_or(0);
+    assert_eq!(n, 0, "closed without a CSM: {:x?}", &buf[..n]);
+    drop(open);
+    let _ = stop.send(());
+    within(task).await.unwrap().unwrap();
+}
+
+/// `StreamLimits::keepalive`: an idle connection gets Empty messages (RFC 8323 §5.4).
+#[tokio::test]
+async fn idle_connections_get_keepalive_empty_messages() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = Server::builder()
+        .tcp(true)
+        .stream_limits(corium::StreamLimits {
+            keepalive: Some(std::time::Duration::from_millis(20)),
+            ..Default::default()
+        })
+        .bind(&[any], Router::new())
+        .await
+        .unwrap();
+    let addr = server.tcp_addrs()[0];
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(&[0x00, 0xe1]).await.unwrap();
+    // The server's CSM: Len, code 7.01, then its options.
+    let mut head = [0u8; 2];
+    within(c.read_exact(&mut head)).await.unwrap();
+    assert_eq!(head[1], 0xe1);
+    let mut options = vec![0u8; usize::from(head[0] >> 4)];
+    within(c.read_exact(&mut options)).await.unwrap();
+    let mut empty = [0xffu8; 2];
+    within(c.read_exact(&mut empty)).await.unwrap();
+    assert_eq!(empty, [0x00, 0x00], "an Empty message");
+    let _ = stop.send(());
+    within(task).await.unwrap().unwrap();
+}
