@@ -152,7 +152,7 @@ impl ClientBuilder {
         let link = Link::Stream {
             events,
             conns: Default::default(),
-            dialer: Some(dialer),
+            dialer: Some(Box::new(dialer)),
         };
         let local = SocketAddr::from(([0, 0, 0, 0], 0));
         let driver = Driver::new((link, local), config, rx, self.trace, None);

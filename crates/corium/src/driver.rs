@@ -44,8 +44,8 @@ pub(crate) enum Link {
     Stream {
         events: mpsc::Receiver<ConnEvent>,
         conns: HashMap<SocketAddr, ConnWriter>,
-        /// Set for a client: connections are opened on demand.
-        dialer: Option<Dialer>,
+        /// Set for a client: connections are opened on demand (boxed: servers have none).
+        dialer: Option<Box<Dialer>>,
     },
 }
 
