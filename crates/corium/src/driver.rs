@@ -610,14 +610,29 @@ impl Driver {
             Link::Stream { conns, dialer, .. } => {
                 let now = self.start.elapsed();
                 let mut given_up = Vec::new();
+                // Consecutive messages to one connection go to its writer as one buffer
+                // (pipelined requests are answered in runs); order per peer is kept.
+                let mut run: Option<(SocketAddr, bytes::BytesMut)> = None;
                 while let Some(transmit) = self.endpoint.poll_transmit() {
                     if let Some(trace) = &self.trace {
                         let framing = self.endpoint.config().framing;
                         trace(Direction::Sent, transmit.peer, framing, &transmit.payload);
                     }
                     let peer = transmit.peer;
+                    if let Some((p, buf)) = run.as_mut() {
+                        if *p == peer {
+                            buf.extend_from_slice(&transmit.payload);
+                            continue;
+                        }
+                        let (p, buf) = run.take().expect("a run");
+                        if let Some(writer) = conns.get(&p) {
+                            writer.send(buf.freeze());
+                        }
+                    }
                     match (conns.get(&peer), dialer.as_mut()) {
-                        (Some(writer), _) => writer.send(transmit.payload),
+                        (Some(_), _) => {
+                            run = Some((peer, bytes::BytesMut::from(&transmit.payload[..])));
+                        }
                         (None, Some(dialer)) => {
                             let first = !dialer.waiting.contains_key(&peer);
                             let waiting = dialer.waiting.entry(peer).or_default();
@@ -646,6 +661,11 @@ impl Driver {
                         (None, None) => {
                             tracing::debug!(%peer, "no connection; dropped");
                         }
+                    }
+                }
+                if let Some((p, buf)) = run.take() {
+                    if let Some(writer) = conns.get(&p) {
+                        writer.send(buf.freeze());
                     }
                 }
                 for peer in given_up {
