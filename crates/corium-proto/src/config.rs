@@ -3,8 +3,12 @@
 //! Every limit a peer can push against is a named, documented field here, so a deployment
 //! can size the endpoint for its memory budget.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::fmt;
 use core::time::Duration;
+
+use crate::message::Request;
 
 use corium_wire::{Framing, OptionNumber};
 
@@ -74,6 +78,19 @@ impl TransmissionParameters {
     /// defaults.
     pub fn non_lifetime(&self) -> Duration {
         self.max_transmit_span() + self.max_latency
+    }
+}
+
+/// Which Block1 uploads the application takes block by block (RFC 7959 §2.5,
+/// non-atomic): the filter sees the first request of each block and says yes for
+/// those the endpoint should pass through, Block1 option and all, instead of
+/// reassembling them.
+#[derive(Clone)]
+pub struct Block1Passthrough(pub Arc<dyn Fn(&Request) -> bool + Send + Sync>);
+
+impl fmt::Debug for Block1Passthrough {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Block1Passthrough(..)")
     }
 }
 
@@ -161,6 +178,10 @@ pub struct EndpointConfig {
     /// message from its length shim, before buffering it. Default 1152, the base value,
     /// so block-wise transfers use 1024-byte blocks and no BERT is announced (§5.3.2).
     pub max_message_size: usize,
+    /// Block1 uploads handled block by block by the application (RFC 7959 §2.5,
+    /// non-atomic); every other upload is reassembled by the endpoint (atomic). `None`
+    /// (the default): all atomic.
+    pub block1_passthrough: Option<Block1Passthrough>,
 }
 
 impl Default for EndpointConfig {
@@ -192,6 +213,7 @@ impl Default for EndpointConfig {
             recognized_critical_options: Vec::new(),
             framing: None,
             max_message_size: corium_wire::DEFAULT_MAX_MESSAGE_SIZE,
+            block1_passthrough: None,
         }
     }
 }

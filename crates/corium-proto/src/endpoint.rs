@@ -714,11 +714,18 @@ impl<P: Peer> Endpoint<P> {
         let cache_key = Some(cache_key);
 
         // RFC 7959 §2.3: blocks of an upload are answered 2.31 by the endpoint; the
-        // application sees one request with the whole body.
+        // application sees one request with the whole body (atomic). Uploads the
+        // application takes block by block (§2.5, non-atomic) pass through as they are.
         let mut block1 = None;
+        let passthrough = self
+            .config
+            .block1_passthrough
+            .as_ref()
+            .is_some_and(|filter| (filter.0)(&request));
         if let Some(block) = msg
             .option(OptionNumber::BLOCK1)
             .and_then(BlockValue::decode)
+            .filter(|_| !passthrough)
         {
             if multicast {
                 return; // No block-wise uploads to groups.

@@ -57,7 +57,7 @@ mod timer;
 #[cfg(test)]
 mod tests;
 
-pub use config::{EndpointConfig, TransmissionParameters};
+pub use config::{Block1Passthrough, EndpointConfig, TransmissionParameters};
 pub use endpoint::observe::{NotifyOptions, ObservationEndReason, ObservationId};
 pub use endpoint::signaling::{
     AbortReason, ConnectionEnd, PeerCapabilities, MIN_PEER_MAX_MESSAGE_SIZE,

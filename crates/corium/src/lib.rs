@@ -78,7 +78,7 @@ pub use client::{Client, ClientBuilder, Progress, RequestBuilder};
 pub use driver::Direction;
 pub use error::Error;
 pub use observe::{Observable, Observation};
-pub use resource::{Handler, HandlerFuture, Resource, ResourceAttrs};
+pub use resource::{continue_block1, Handler, HandlerFuture, Resource, ResourceAttrs};
 pub use router::Router;
 pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
 pub use tcp::{StreamLimits, DEFAULT_STREAM_MESSAGE_SIZE, WRITE_BACKLOG};

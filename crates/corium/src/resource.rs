@@ -48,6 +48,18 @@ where
     }
 }
 
+/// The answer to a non-atomic upload's block that is not the last (RFC 7959 §2.3):
+/// 2.31 Continue, echoing the block's Block1 option.
+pub fn continue_block1(block: corium_proto::wire::BlockValue) -> Response {
+    let mut response = Response::new(Code::CONTINUE);
+    let mut buf = [0u8; 4];
+    response.options.push(
+        corium_proto::wire::OptionNumber::BLOCK1,
+        block.encode(&mut buf).to_vec(),
+    );
+    response
+}
+
 /// Link attributes of a resource, served in `/.well-known/core` (RFC 6690 §3, RFC 7252
 /// §7.2).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,6 +101,8 @@ pub struct Resource {
     pub(crate) hidden: bool,
     /// Set by [`observable`](Self::observable) (RFC 7641).
     pub(crate) observable: Option<crate::Observable>,
+    /// Set by [`non_atomic_upload`](Self::non_atomic_upload) (RFC 7959 §2.5).
+    pub(crate) non_atomic: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -106,6 +120,17 @@ impl Resource {
     /// A resource without handlers (every method gets 4.05) or attributes.
     pub fn new() -> Resource {
         Resource::default()
+    }
+
+    /// Takes Block1 uploads block by block (RFC 7959 §2.5, non-atomic): each block
+    /// reaches the handler as a request with its Block1 option
+    /// ([`RequestContext::block1`]) and the handler answers it, with 2.31 Continue and
+    /// the Block1 option ([`continue_block1`]) until the last block. Without this, an
+    /// upload is reassembled first and the handler sees one request with the whole body
+    /// (atomic).
+    pub fn non_atomic_upload(mut self) -> Self {
+        self.non_atomic = true;
+        self
     }
 
     /// Handles `method` with `h`, replacing an earlier handler for the same method.

@@ -257,6 +257,27 @@ impl Router {
         String::from_utf8_lossy(&response.payload).into_owned()
     }
 
+    /// Whether any resource takes uploads block by block (RFC 7959 §2.5).
+    pub(crate) fn has_non_atomic_uploads(&self) -> bool {
+        self.routes.iter().any(|r| r.resource.non_atomic)
+    }
+
+    /// Whether `request` goes to a resource that takes uploads block by block.
+    pub(crate) fn takes_blocks(&self, request: &Request) -> bool {
+        self.routes
+            .iter()
+            .filter(|route| route.matches(request.path_segments(), None))
+            .filter(|route| route.resource.handler(request.method).is_some())
+            .reduce(|best, route| {
+                if route.specificity(best) == Ordering::Greater {
+                    route
+                } else {
+                    best
+                }
+            })
+            .is_some_and(|route| route.resource.non_atomic)
+    }
+
     /// Decides what to do with a request.
     pub(crate) fn resolve(&self, request: &Request, multicast: bool) -> Resolution {
         let method = request.method;

@@ -101,6 +101,16 @@ impl RequestContext {
             .collect()
     }
 
+    /// The Block1 option of a request to a resource that takes uploads block by block
+    /// ([`Resource::non_atomic_upload`](crate::Resource::non_atomic_upload), RFC 7959
+    /// §2.5); `None` for a request without one.
+    pub fn block1(&self) -> Option<corium_proto::wire::BlockValue> {
+        self.request
+            .options
+            .get(corium_proto::wire::OptionNumber::BLOCK1)
+            .and_then(corium_proto::wire::BlockValue::decode)
+    }
+
     /// The value of the first query argument `name=value`; `Some("")` for a bare
     /// `name`.
     pub fn query_value(&self, name: &str) -> Option<String> {
@@ -523,7 +533,15 @@ impl Server {
     /// Serves until `shutdown` resolves; then stops reading, waits up to the shutdown
     /// grace (2 s by default) for in-flight handlers and sends their responses, and
     /// returns. Returns early with the error if a socket fails.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        // RFC 7959 §2.5: uploads to resources that take blocks one by one are passed
+        // through; all others are reassembled by the endpoint.
+        if self.router.has_non_atomic_uploads() {
+            let router = Arc::clone(&self.router);
+            self.config.block1_passthrough = Some(corium_proto::Block1Passthrough(Arc::new(
+                move |request: &Request| router.takes_blocks(request),
+            )));
+        }
         let mut drivers = JoinSet::new();
         let mut accepting = JoinSet::new();
         let mut controls = Vec::with_capacity(self.sockets.len());

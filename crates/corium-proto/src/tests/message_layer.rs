@@ -676,6 +676,39 @@ fn block1_upload_is_reassembled() {
     assert_eq!(pair.server.stats().block1_transfers, 0);
 }
 
+/// RFC 7959 §2.5, non-atomic: uploads the passthrough filter picks reach the
+/// application block by block, Block1 and all; the endpoint keeps no upload state.
+#[test]
+fn block1_passthrough_delivers_each_block() {
+    let server = EndpointConfig {
+        block1_passthrough: Some(crate::Block1Passthrough(alloc::sync::Arc::new(
+            |req: &Request| req.path_segments().any(|s| s == b"stream"),
+        ))),
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(27, EndpointConfig::default(), server);
+    for (num, more) in [(0u32, true), (1, false)] {
+        let mut req = Request::new(Code::PUT);
+        req.set_path("/stream");
+        let mut buf = [0u8; 4];
+        let block = corium_wire::BlockValue::new(num, more, 6).unwrap();
+        req.options
+            .push(OptionNumber::BLOCK1, block.encode(&mut buf).to_vec());
+        req.payload = vec![num as u8; if more { 1024 } else { 10 }];
+        pair.send(req, con());
+        pair.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(pair.server_requests.len(), 2, "one request per block");
+    for (i, incoming) in pair.server_requests.iter().enumerate() {
+        let block = corium_wire::BlockValue::decode(
+            incoming.request.options.get(OptionNumber::BLOCK1).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(block.num, i as u32);
+    }
+    assert_eq!(pair.server.stats().block1_transfers, 0);
+}
+
 /// RFC 7959 §2.7: a large response to a POST is kept; the client's follow-up requests for
 /// blocks 1, 2, … (no payload) are served from it, and the application runs the POST
 /// once.
