@@ -42,6 +42,9 @@ pub(crate) struct Dial {
     pub(crate) websocket: bool,
 }
 
+/// The read buffer a connection starts with, and the least it grows by.
+const READ_CHUNK: usize = 1024;
+
 /// Bytes gathered into one write by a connection's writer.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -447,7 +450,9 @@ async fn read_messages(
     limits: &StreamLimits,
     backlog: &Backlog,
 ) -> Result<(), ReadEnd> {
-    let mut buf = BytesMut::with_capacity(4096);
+    // Small to start with: an idle connection holds only this; it grows to what the
+    // peer's messages need (up to Max-Message-Size).
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         // Deliver every complete message already buffered, as one batch.
         let mut batch = Vec::new();
@@ -489,7 +494,7 @@ async fn read_messages(
             limits.frame_timeout
         };
         if buf.capacity() == buf.len() {
-            buf.reserve(4096);
+            buf.reserve(READ_CHUNK.max(buf.len()));
         }
         match tokio::time::timeout(wait, read.read_buf(&mut buf)).await {
             Err(_) => return Err(ReadEnd::Timeout),
