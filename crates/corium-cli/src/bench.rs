@@ -407,14 +407,142 @@ async fn worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
     Ok(tally)
 }
 
-/// One worker's closed loop over one `coap+tcp` connection (RFC 8323): the
-/// endpoint runs in stream mode (no message IDs to budget, no retransmission),
-/// requests are pipelined up to the window, responses are cut out of the byte
-/// stream with `frame_len` as the runtime does.
-async fn stream_worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
-    use corium::wire::{frame_len, Framing};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+/// The largest message the load generator announces and accepts on a connection.
+const STREAM_MAX_MESSAGE: usize = 64 * 1024;
 
+/// One connection of the load generator: a TCP byte stream cut with `frame_len`
+/// (RFC 8323 §3.2), or a WebSocket carrying one message per binary frame (§4.2).
+enum StreamConn {
+    Tcp {
+        read: tokio::net::tcp::OwnedReadHalf,
+        write: tokio::net::tcp::OwnedWriteHalf,
+        inbuf: Vec<u8>,
+    },
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>),
+}
+
+impl StreamConn {
+    async fn open(peer: SocketAddr, websocket: bool) -> std::io::Result<StreamConn> {
+        let stream = tokio::net::TcpStream::connect(peer).await?;
+        stream.set_nodelay(true)?;
+        if !websocket {
+            let (read, write) = stream.into_split();
+            return Ok(StreamConn::Tcp {
+                read,
+                write,
+                inbuf: Vec::with_capacity(STREAM_MAX_MESSAGE),
+            });
+        }
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = format!("ws://{peer}/.well-known/coap")
+            .into_client_request()
+            .map_err(std::io::Error::other)?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("coap"),
+        );
+        let (ws, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(StreamConn::Ws(Box::new(ws)))
+    }
+
+    fn framing(&self) -> corium::wire::Framing {
+        match self {
+            StreamConn::Tcp { .. } => corium::wire::Framing::Tcp,
+            StreamConn::Ws(_) => corium::wire::Framing::WebSocket,
+        }
+    }
+
+    /// Writes every message `ep` has queued: one write on TCP, one flush of frames on
+    /// a WebSocket.
+    async fn send_all(
+        &mut self,
+        ep: &mut Endpoint<SocketAddr>,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        use futures_util::SinkExt as _;
+        use tokio::io::AsyncWriteExt as _;
+        match self {
+            StreamConn::Tcp { write, .. } => {
+                out.clear();
+                while let Some(transmit) = ep.poll_transmit() {
+                    out.extend_from_slice(&transmit.payload);
+                }
+                if !out.is_empty() {
+                    write.write_all(out).await?;
+                }
+            }
+            StreamConn::Ws(ws) => {
+                let mut any = false;
+                while let Some(transmit) = ep.poll_transmit() {
+                    ws.feed(tokio_tungstenite::tungstenite::Message::Binary(
+                        transmit.payload,
+                    ))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                    any = true;
+                }
+                if any {
+                    ws.flush().await.map_err(std::io::Error::other)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for what the server sent and hands every complete message to `ep`.
+    async fn receive(
+        &mut self,
+        ep: &mut Endpoint<SocketAddr>,
+        t: impl Fn() -> corium_proto::Instant,
+        peer: SocketAddr,
+    ) -> std::io::Result<()> {
+        use futures_util::StreamExt as _;
+        use tokio::io::AsyncReadExt as _;
+        let closed = || std::io::Error::other("the server closed the connection");
+        match self {
+            StreamConn::Tcp { read, inbuf, .. } => {
+                if read.read_buf(inbuf).await? == 0 {
+                    return Err(closed());
+                }
+                let now = t();
+                let mut pos = 0;
+                loop {
+                    let rest = &inbuf[pos..];
+                    match corium::wire::frame_len(rest, STREAM_MAX_MESSAGE, 32) {
+                        Ok(Some(n)) if rest.len() >= n => {
+                            ep.handle_stream_message(now, peer, &rest[..n]);
+                            pos += n;
+                        }
+                        Ok(_) => break,
+                        Err(e) => return Err(std::io::Error::other(format!("bad message: {e}"))),
+                    }
+                }
+                inbuf.drain(..pos);
+                if inbuf.capacity() - inbuf.len() < 4096 {
+                    inbuf.reserve(STREAM_MAX_MESSAGE);
+                }
+            }
+            StreamConn::Ws(ws) => match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(data))) => {
+                    ep.handle_stream_message(t(), peer, &data);
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None => {
+                    return Err(closed())
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// One worker's closed loop over one `coap+tcp` or `coap+ws` connection (RFC 8323):
+/// the endpoint runs in stream mode (no message IDs to budget, no retransmission),
+/// requests are pipelined up to the window.
+async fn stream_worker(plan: Arc<Plan>, websocket: bool) -> std::io::Result<Tally> {
     let now = || corium_proto::Instant::from_duration(plan.epoch.elapsed());
     let deadline = |since_epoch: Duration| tokio::time::Instant::from_std(plan.epoch + since_epoch);
     let options = RequestOptions {
@@ -424,24 +552,20 @@ async fn stream_worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
     let warmup_end = corium_proto::Instant::from_duration(plan.warmup_end);
     let end = corium_proto::Instant::from_duration(plan.end);
     let grace_end = corium_proto::Instant::from_duration(plan.grace_end);
-    let max_message = 64 * 1024;
+    let mut conn = StreamConn::open(plan.peer, websocket).await?;
     let config = EndpointConfig {
-        framing: Some(Framing::Tcp),
-        max_message_size: max_message,
+        framing: Some(conn.framing()),
+        max_message_size: STREAM_MAX_MESSAGE,
         ..endpoint_config(plan.window, plan.timeout)
     };
     let mut ep: Endpoint<SocketAddr> =
         Endpoint::new(config, Box::new(rand::rngs::StdRng::from_entropy()));
-    let stream = tokio::net::TcpStream::connect(plan.peer).await?;
-    stream.set_nodelay(true)?;
-    let (mut read, mut write) = stream.into_split();
     ep.handle_connected(now(), plan.peer);
     let mut outstanding = 0usize;
     let mut in_flight: HashMap<(u64, RequestId), (corium_proto::Instant, bool)> =
         HashMap::with_capacity(plan.window * 2);
     let mut tally = Tally::default();
-    let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut out = Vec::with_capacity(STREAM_MAX_MESSAGE);
     loop {
         let t = now();
         record_outcomes(&mut ep, 0, &mut outstanding, t, &mut in_flight, &mut tally);
@@ -465,13 +589,7 @@ async fn stream_worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
                 }
             }
         }
-        out.clear();
-        while let Some(transmit) = ep.poll_transmit() {
-            out.extend_from_slice(&transmit.payload);
-        }
-        if !out.is_empty() {
-            write.write_all(&out).await?;
-        }
+        conn.send_all(&mut ep, &mut out).await?;
         if ep.poll_close().is_some() {
             return Err(std::io::Error::other("the server aborted the connection"));
         }
@@ -480,30 +598,7 @@ async fn stream_worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
             wake = wake.min(deadline(Duration::from_nanos(timer.as_nanos())));
         }
         tokio::select! {
-            r = read.read_buf(&mut inbuf) => {
-                if r? == 0 {
-                    return Err(std::io::Error::other("the server closed the connection"));
-                }
-                let t = now();
-                let mut pos = 0;
-                loop {
-                    let rest = &inbuf[pos..];
-                    match frame_len(rest, max_message, 32) {
-                        Ok(Some(n)) if rest.len() >= n => {
-                            ep.handle_stream_message(t, plan.peer, &rest[..n]);
-                            pos += n;
-                        }
-                        Ok(_) => break,
-                        Err(e) => {
-                            return Err(std::io::Error::other(format!("bad message: {e}")))
-                        }
-                    }
-                }
-                inbuf.drain(..pos);
-                if inbuf.capacity() - inbuf.len() < 4096 {
-                    inbuf.reserve(64 * 1024);
-                }
-            }
+            r = conn.receive(&mut ep, now, plan.peer) => r?,
             () = tokio::time::sleep_until(wake) => {}
         }
         let t = now();
@@ -552,6 +647,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
     });
     let mode = match (target.scheme, args.non) {
         (corium::wire::Scheme::CoapTcp, _) => "TCP",
+        (corium::wire::Scheme::CoapWs, _) => "WebSocket",
         (_, true) => "NON",
         (_, false) => "CON",
     };
@@ -563,24 +659,22 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         args.duration.as_secs_f64()
     );
 
-    let tcp = target.scheme == corium::wire::Scheme::CoapTcp;
-    if !matches!(
-        target.scheme,
-        corium::wire::Scheme::Coap | corium::wire::Scheme::CoapTcp
-    ) {
-        return Err(Failure::usage(format!(
-            "corium bench speaks coap:// and coap+tcp://, not {}",
-            target.scheme
-        )));
-    }
+    use corium::wire::Scheme;
+    let stream = match target.scheme {
+        Scheme::Coap => None,
+        Scheme::CoapTcp => Some(false),
+        Scheme::CoapWs => Some(true),
+        other => {
+            return Err(Failure::usage(format!(
+                "corium bench speaks coap://, coap+tcp:// and coap+ws://, not {other}"
+            )))
+        }
+    };
     let results = runtime.block_on(async {
         let tasks: Vec<_> = (0..sockets)
-            .map(|_| {
-                if tcp {
-                    tokio::spawn(stream_worker(Arc::clone(&plan)))
-                } else {
-                    tokio::spawn(worker(Arc::clone(&plan)))
-                }
+            .map(|_| match stream {
+                Some(websocket) => tokio::spawn(stream_worker(Arc::clone(&plan), websocket)),
+                None => tokio::spawn(worker(Arc::clone(&plan))),
             })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corium_proto::wire::Code;
+use corium_proto::wire::{Code, Framing};
 use corium_proto::{
     Endpoint, EndpointConfig, Event, IncomingId, IncomingRequest, NotifyOptions, ObservationId,
     PeerCapabilities, Request, RequestError, RequestId, RequestOptions, Response, SendError,
@@ -610,8 +610,10 @@ impl Driver {
             Link::Stream { conns, dialer, .. } => {
                 let now = self.start.elapsed();
                 let mut given_up = Vec::new();
-                // Consecutive messages to one connection go to its writer as one buffer
-                // (pipelined requests are answered in runs); order per peer is kept.
+                // Consecutive messages to one TCP connection go to its writer as one
+                // buffer (pipelined requests are answered in runs); order per peer is
+                // kept. A WebSocket frame carries exactly one message (RFC 8323 §4.2).
+                let byte_stream = self.endpoint.config().framing == Some(Framing::Tcp);
                 let mut run: Option<(SocketAddr, bytes::BytesMut)> = None;
                 while let Some(transmit) = self.endpoint.poll_transmit() {
                     if let Some(trace) = &self.trace {
@@ -619,6 +621,12 @@ impl Driver {
                         trace(Direction::Sent, transmit.peer, framing, &transmit.payload);
                     }
                     let peer = transmit.peer;
+                    if !byte_stream {
+                        if let Some(writer) = conns.get(&peer) {
+                            writer.send(transmit.payload);
+                            continue;
+                        }
+                    }
                     if let Some((p, buf)) = run.as_mut() {
                         if *p == peer {
                             buf.extend_from_slice(&transmit.payload);

@@ -144,6 +144,7 @@ pub(crate) fn spawn_connection<S>(
     let writer_backlog = Arc::clone(&backlog);
     let limits_keepalive = limits.keepalive;
     tokio::spawn(async move {
+        let mut closing = false;
         loop {
             let cmd = match limits_keepalive {
                 Some(every) => match tokio::time::timeout(every, rx.recv()).await {
@@ -167,10 +168,28 @@ pub(crate) fn spawn_connection<S>(
                     }
                 }
                 WriteCmd::Data(data) => {
-                    let len = data.len();
-                    let result = sink.send(Message::Binary(data)).await;
+                    // Every message queued now goes out as its own frame, flushed once.
+                    let mut len = data.len();
+                    let mut result = sink.feed(Message::Binary(data)).await;
+                    while result.is_ok() {
+                        match rx.try_recv() {
+                            Ok(WriteCmd::Data(more)) => {
+                                len += more.len();
+                                result = sink.feed(Message::Binary(more)).await;
+                            }
+                            Ok(WriteCmd::KeepAlive) => {}
+                            Ok(WriteCmd::Close) => {
+                                closing = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if result.is_ok() {
+                        result = sink.flush().await;
+                    }
                     writer_backlog.written(len);
-                    if result.is_err() {
+                    if result.is_err() || closing {
                         break;
                     }
                 }

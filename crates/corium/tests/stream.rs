@@ -428,3 +428,33 @@ async fn idle_connections_get_keepalive_empty_messages() {
     let _ = stop.send(());
     within(task).await.unwrap().unwrap();
 }
+
+/// Many requests in flight on one connection at once (no NSTART over RFC 8323): every
+/// response arrives intact on every scheme, also when the server answers in runs (one
+/// WebSocket frame per message, §4.2; one write for many on TCP).
+#[tokio::test]
+async fn pipelined_requests_on_every_scheme() {
+    let pki = Pki::new("pipelined");
+    let server = start(Some(pki.server(false))).await;
+    let client = client(Some(pki.client(false))).await;
+    for scheme in [
+        Scheme::CoapTcp,
+        Scheme::CoapWs,
+        Scheme::CoapsTcp,
+        Scheme::CoapsWs,
+    ] {
+        let uri = server.uri(scheme, "localhost", "/hello");
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let (client, uri) = (client.clone(), uri.clone());
+            requests.spawn(async move { client.get(&uri).await });
+        }
+        while let Some(response) = within(requests.join_next()).await {
+            let response = response
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+            assert_eq!(response.payload, b"world", "{scheme}");
+        }
+    }
+    server.shutdown().await;
+}
