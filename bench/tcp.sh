@@ -63,6 +63,15 @@ CPORT=$((PORT_BASE + 1))
 LPORT=$((PORT_BASE + 2))
 corium_tp=$(throughput corium "$CPORT" /test "$CORIUM" serve --bind "127.0.0.1:$CPORT")
 libcoap_tp=$(throughput libcoap "$LPORT" /time coap-server-notls -A 127.0.0.1 -p "$LPORT")
+# CoAP over WebSockets (RFC 8323 §4): Corium only (libcoap 4.3.1's server has no WebSocket).
+WPORT=$((PORT_BASE + 3))
+"${SERVER_PIN[@]}" "$CORIUM" serve --bind "127.0.0.1:$CPORT" --ws-bind "127.0.0.1:$WPORT" >"$WORK/ws.log" 2>&1 &
+SERVER_PID=$!
+wait_tcp "$WPORT"
+ws_tp=$("${CLIENT_PIN[@]}" "$CORIUM" bench "coap+ws://127.0.0.1:$WPORT/test" \
+    --sockets "$SOCKETS" --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP" |
+    grep '^RESULT') || die "ws: no RESULT line"
+stop_server
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 
 # --- 2. a large download ---------------------------------------------------------
@@ -108,7 +117,7 @@ l_rps=$(field "$libcoap_tp" rps)
     echo
     echo "| server | requests/s | p50 µs | p99 µs | ok | lost |"
     echo "|---|---|---|---|---|---|"
-    for row in "corium:$corium_tp" "libcoap:$libcoap_tp"; do
+    for row in "corium:$corium_tp" "libcoap:$libcoap_tp" "corium coap+ws:$ws_tp"; do
         name="${row%%:*}"
         r="${row#*:}"
         echo "| $name | $(field "$r" rps) | $(field "$r" p50_us) | $(field "$r" p99_us) | $(field "$r" ok) | $(field "$r" lost) |"

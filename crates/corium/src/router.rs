@@ -158,6 +158,44 @@ pub struct Router {
     routes: Vec<Route>,
     /// Rendered on first use, after the routes are final.
     well_known: OnceLock<WellKnown>,
+    /// Built on first use: which routes can match a path, by its first segment.
+    index: OnceLock<RouteIndex>,
+}
+
+/// The routes that can match a path, by the path's first segment: those whose pattern
+/// starts with that literal, plus those starting with a parameter or a tail, or empty.
+/// Route order is kept, so ties resolve as without the index.
+#[derive(Clone, Default)]
+struct RouteIndex {
+    by_first: std::collections::HashMap<Box<[u8]>, Vec<usize>>,
+    any_first: Vec<usize>,
+}
+
+impl RouteIndex {
+    fn new(routes: &[Route]) -> RouteIndex {
+        let mut index = RouteIndex::default();
+        for (i, route) in routes.iter().enumerate() {
+            match route.segments.first() {
+                Some(Segment::Literal(lit)) => {
+                    index.by_first.entry(lit.clone()).or_default().push(i)
+                }
+                _ => index.any_first.push(i),
+            }
+        }
+        // Every literal bucket also holds the routes that match any first segment, in
+        // route order.
+        for bucket in index.by_first.values_mut() {
+            bucket.extend(&index.any_first);
+            bucket.sort_unstable();
+        }
+        index
+    }
+
+    fn candidates(&self, first: Option<&[u8]>) -> &[usize] {
+        first
+            .and_then(|f| self.by_first.get(f))
+            .map_or(&self.any_first, Vec::as_slice)
+    }
 }
 
 impl Default for Router {
@@ -210,6 +248,7 @@ impl Router {
         Router {
             routes: Vec::new(),
             well_known: OnceLock::new(),
+            index: OnceLock::new(),
         }
     }
 
@@ -230,7 +269,17 @@ impl Router {
             None => self.routes.push(route),
         }
         self.well_known = OnceLock::new();
+        self.index = OnceLock::new();
         self
+    }
+
+    /// The routes that can match `request`'s path, in route order.
+    fn candidates<'a>(&'a self, request: &Request) -> impl Iterator<Item = &'a Route> + 'a {
+        let index = self.index.get_or_init(|| RouteIndex::new(&self.routes));
+        index
+            .candidates(request.path_segments().next())
+            .iter()
+            .map(move |&i| &self.routes[i])
     }
 
     /// The `/.well-known/core` document: listed resources are those not hidden, whose
@@ -264,8 +313,7 @@ impl Router {
 
     /// Whether `request` goes to a resource that takes uploads block by block.
     pub(crate) fn takes_blocks(&self, request: &Request) -> bool {
-        self.routes
-            .iter()
+        self.candidates(request)
             .filter(|route| route.matches(request.path_segments(), None))
             .filter(|route| route.resource.handler(request.method).is_some())
             .reduce(|best, route| {
@@ -283,7 +331,7 @@ impl Router {
         let method = request.method;
         let mut best: Option<&Route> = None;
         let mut path_matched = false;
-        for route in &self.routes {
+        for route in self.candidates(request) {
             if !route.matches(request.path_segments(), None) {
                 continue;
             }
