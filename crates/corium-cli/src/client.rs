@@ -53,6 +53,8 @@ pub(crate) struct Prepared {
     tls: Option<corium::tls::TlsClient>,
     /// Max-Message-Size announced on connections (RFC 8323 §5.3.1).
     max_message_size: Option<u32>,
+    /// OSCORE credentials (RFC 8613), checked before any socket is opened.
+    credentials: Option<crate::credentials::Credentials>,
 }
 
 /// Looks up a content format by name or number (`text/plain`, `json`, `60`).
@@ -101,6 +103,11 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
     let payload = read_payload(args.payload, args.payload_file)?;
     let tls = args.tls.client()?;
     crate::tls::check_secure_scheme(&args.uri, target.scheme, tls.is_some())?;
+    let credentials = args
+        .credentials
+        .as_deref()
+        .map(crate::credentials::load)
+        .transpose()?;
     Ok(Prepared {
         method,
         uri: args.uri,
@@ -117,6 +124,7 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         block_szx: args.block_szx,
         tls,
         max_message_size: args.max_message_size,
+        credentials,
     })
 }
 
@@ -141,6 +149,7 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
         block_szx: None,
         tls: None,
         max_message_size: None,
+        credentials: None,
     })
 }
 
@@ -149,6 +158,9 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
     let mut builder = Client::builder();
     if let Some(tls) = &p.tls {
         builder = builder.tls(tls.clone());
+    }
+    if let Some(c) = &p.credentials {
+        builder = builder.oscore(c.client(&p.uri)?);
     }
     if let Some(size) = p.max_message_size {
         builder = builder.stream_limits(corium::StreamLimits {

@@ -7,6 +7,8 @@
 //!   notification.
 //! * `corium discover URI`: `GET /.well-known/core` (RFC 6690 §4) as a table.
 //! * `corium serve`: the plugtest resource set (see `plugtest.rs`).
+//! * `--credentials FILE` (request verbs, `observe`, `serve`): OSCORE
+//!   security contexts in TOML (see `credentials.rs`).
 //! * `corium bench URI`: a closed-loop load generator driving the sans-IO
 //!   endpoint directly.
 //!
@@ -15,6 +17,7 @@
 
 mod bench;
 mod client;
+mod credentials;
 mod format;
 mod observe;
 mod plugtest;
@@ -187,6 +190,11 @@ pub(crate) struct RequestArgs {
     /// TLS for coaps+tcp:// and coaps+ws://.
     #[command(flatten)]
     pub(crate) tls: tls::TlsArgs,
+    /// OSCORE credentials (TOML, one [[oscore]] table per security context):
+    /// requests whose URI matches a context's `uri` pattern are protected
+    /// (RFC 8613); sequence numbers are kept in FILE.seq.
+    #[arg(long = "credentials", value_name = "FILE")]
+    pub(crate) credentials: Option<PathBuf>,
 }
 
 /// Arguments of `corium discover`.
@@ -245,6 +253,11 @@ pub(crate) struct ServeArgs {
     /// Serve coaps+ws (WebSockets over TLS) here (repeatable; needs --cert).
     #[arg(long = "wss-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr, requires = "cert")]
     pub(crate) wss_bind: Vec<SocketAddr>,
+    /// OSCORE credentials (TOML, one [[oscore]] table per security context):
+    /// protected requests are verified (RFC 8613), and the resources named by
+    /// the contexts' `uri` patterns require OSCORE (4.01 otherwise).
+    #[arg(long = "credentials", value_name = "FILE")]
+    pub(crate) credentials: Option<PathBuf>,
 }
 
 /// Arguments of `corium bench`.

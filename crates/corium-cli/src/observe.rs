@@ -48,6 +48,10 @@ pub(crate) struct ObserveArgs {
     /// TLS for coaps+tcp:// and coaps+ws://.
     #[command(flatten)]
     pub(crate) tls: crate::tls::TlsArgs,
+    /// OSCORE credentials (TOML): the registration and every notification are
+    /// protected when the URI matches a context's `uri` pattern (RFC 8613).
+    #[arg(long = "credentials", value_name = "FILE")]
+    pub(crate) credentials: Option<std::path::PathBuf>,
 }
 
 /// Runs `corium observe`; returns the exit code.
@@ -60,6 +64,11 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
         .transpose()?;
     let tls = args.tls.client()?;
     crate::tls::check_secure_scheme(&args.uri, target.scheme, tls.is_some())?;
+    let credentials = args
+        .credentials
+        .as_deref()
+        .map(crate::credentials::load)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -68,6 +77,9 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
         let mut builder = Client::builder();
         if let Some(tls) = tls {
             builder = builder.tls(tls);
+        }
+        if let Some(c) = &credentials {
+            builder = builder.oscore(c.client(&args.uri)?);
         }
         let client =
             crate::client::bind_for(builder, &target.host, target.port, args.verbose).await?;

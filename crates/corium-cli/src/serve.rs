@@ -10,7 +10,9 @@
 //! With `--cert`/`--key`, TLS listens on PORT+1 of each address (libcoap's
 //! convention) unless `--secure-bind` says otherwise. With `-v`, every datagram is also logged (at debug
 //! level) as a one-line dissection. Ctrl-C or SIGTERM stops the server
-//! cleanly.
+//! cleanly. With `--credentials FILE` (see `credentials.rs`), OSCORE-protected
+//! requests (RFC 8613) are verified and answered protected, and the resources
+//! the file's `uri` patterns name require OSCORE.
 
 use std::io::IsTerminal as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -89,6 +91,7 @@ async fn bind(
     verbose: bool,
     max_body: Option<u64>,
     streams: &StreamBinds,
+    credentials: Option<&crate::credentials::Credentials>,
 ) -> Result<Server, Failure> {
     let mut config = corium::EndpointConfig::default();
     if let Some(max) = max_body {
@@ -97,11 +100,17 @@ async fn bind(
         config.max_block1_total = config.max_block1_total.max(max);
         config.max_cached_response_bytes = config.max_cached_response_bytes.max(max);
     }
-    let builder = |udp: &[SocketAddr]| {
+    let builder = |udp: &[SocketAddr]| -> Result<corium::ServerBuilder, Failure> {
         let mut b = Server::builder()
             .config(config.clone())
             .tcp(true)
             .websocket(&streams.ws);
+        if let Some(c) = credentials {
+            // RFC 8613: protected requests are verified; these resources require it.
+            let (oscore, required) = c.server()?;
+            tracing::info!("OSCORE required on {}", required.join(", "));
+            b = b.oscore(oscore);
+        }
         if let Some(tls) = &streams.tls {
             // libcoap's convention: TLS on the UDP port + 1 (5684 by default).
             let secure: Vec<SocketAddr> = if streams.secure.is_empty() {
@@ -117,7 +126,7 @@ async fn bind(
             };
             b = b.tls(tls, &secure).secure_websocket(tls, &streams.wss);
         }
-        if verbose {
+        Ok(if verbose {
             // `-v`: every datagram dissected at debug level.
             b.trace_framed(|direction, peer, framing, bytes| {
                 let sent = matches!(direction, corium::Direction::Sent);
@@ -125,14 +134,14 @@ async fn bind(
             })
         } else {
             b
-        }
+        })
     };
-    match builder(addrs).bind(addrs, crate::plugtest::router()).await {
+    match builder(addrs)?.bind(addrs, crate::plugtest::router()).await {
         Ok(server) => Ok(server),
         Err(e) if defaulted && e.kind() != std::io::ErrorKind::AddrInUse => {
             let v4: SocketAddr = (Ipv4Addr::UNSPECIFIED, DEFAULT_PORT).into();
             tracing::warn!("{e}; trying {v4} alone");
-            builder(&[v4])
+            builder(&[v4])?
                 .bind(&[v4], crate::plugtest::router())
                 .await
                 .map_err(|e| Failure::other(e.to_string()))
@@ -159,8 +168,21 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
         ws: args.ws_bind,
         wss: args.wss_bind,
     };
+    let credentials = args
+        .credentials
+        .as_deref()
+        .map(crate::credentials::load)
+        .transpose()?;
     crate::runtime(true)?.block_on(async move {
-        let server = bind(&addrs, defaulted, args.verbose, args.max_body, &streams).await?;
+        let server = bind(
+            &addrs,
+            defaulted,
+            args.verbose,
+            args.max_body,
+            &streams,
+            credentials.as_ref(),
+        )
+        .await?;
         let bound = server
             .local_addrs()
             .iter()

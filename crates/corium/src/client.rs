@@ -29,6 +29,8 @@ pub struct ClientBuilder {
     progress: Option<ProgressFn>,
     stream_limits: StreamLimits,
     tls: Option<TlsClient>,
+    /// RFC 8613: the contexts that protect requests to matching URIs.
+    oscore: Option<Arc<crate::oscore::OscoreClient>>,
 }
 
 /// How far a block-wise transfer (RFC 7959) has come, for progress displays.
@@ -106,6 +108,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Protects requests whose URI matches one of `oscore`'s patterns with OSCORE
+    /// (RFC 8613), over any scheme; see [`OscoreClient`](crate::OscoreClient).
+    pub fn oscore(mut self, oscore: crate::oscore::OscoreClient) -> Self {
+        self.oscore = Some(Arc::new(oscore));
+        self
+    }
+
     /// Starts the driver for connections of one scheme (no socket yet: each peer's
     /// connection is opened by the first request to it and reused after).
     fn start_stream(self, scheme: Scheme) -> Result<Client, Error> {
@@ -173,6 +182,7 @@ impl ClientBuilder {
                 next_key: AtomicU64::new(0),
                 companions: None,
                 names: Some(names),
+                oscore: self.oscore.clone(),
             }),
         })
     }
@@ -209,6 +219,7 @@ impl ClientBuilder {
                 next_key: AtomicU64::new(0),
                 companions,
                 names: None,
+                oscore: self.oscore,
             }),
         })
     }
@@ -232,6 +243,8 @@ struct Inner {
     companions: Option<Box<Companions>>,
     /// In a companion: the host names requests addressed each peer by.
     names: Option<Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>>,
+    /// RFC 8613: the contexts that protect requests to matching URIs.
+    oscore: Option<Arc<crate::oscore::OscoreClient>>,
 }
 
 /// The connection-oriented clients of a UDP client, one per scheme (RFC 8323 §8).
@@ -374,6 +387,21 @@ impl Client {
         }
     }
 
+    /// The block size (SZX) of uploads and of downloads this client asks for.
+    pub(crate) fn block_szx(&self) -> u8 {
+        self.inner.block_szx
+    }
+
+    /// Whether this client sends datagrams (UDP) rather than over connections.
+    pub(crate) fn is_datagram(&self) -> bool {
+        self.inner.names.is_none()
+    }
+
+    /// The OSCORE context for requests to `uri`, if any (RFC 8613 §3.1).
+    fn oscore_context(&self, uri: &str) -> Option<crate::oscore::ClientContext> {
+        self.inner.oscore.as_ref()?.context_for(uri)
+    }
+
     pub(crate) fn next_key(&self) -> u64 {
         self.inner.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -399,7 +427,7 @@ impl Client {
     /// response that arrives block-wise is completed block by block (RFC 7959 §2.4,
     /// §2.7), so the caller always gets the whole representation. A request that
     /// already carries Block2 asks for one block on purpose and is sent as it is.
-    async fn send_to(
+    pub(crate) async fn send_to(
         &self,
         peer: SocketAddr,
         request: Request,
@@ -455,6 +483,29 @@ impl Client {
                     )))
                 }
             }
+        }
+    }
+
+    /// Sends a request in one message, however large its payload (no Block1), and
+    /// completes a block-wise response (RFC 7959 §2.4): for OSCORE messages that fit a
+    /// datagram although their payload exceeds a block (RFC 8613 §4.1.3.4.1).
+    pub(crate) async fn send_whole(
+        &self,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Response, Error> {
+        let first = self
+            .send_one(peer, request.clone(), options.clone())
+            .await?;
+        match self
+            .remaining_blocks(peer, &request, first, &options)
+            .await?
+        {
+            Blocks::Complete(response) => Ok(response),
+            Blocks::Changed => Err(Error::new(Kind::Blockwise(
+                "the response changed between its blocks",
+            ))),
         }
     }
 
@@ -811,12 +862,28 @@ impl RequestBuilder {
         } = self;
         let result = async {
             let (scheme, peer, request) = prepare(&client, &uri, request).await?;
+            let oscore = client.oscore_context(&uri);
             let client = client.for_scheme(scheme).await?;
             let peer = client.reachable(peer)?;
             client.remember_host(peer, &request);
             let timeout = options.timeout.unwrap_or(client.inner.default_timeout);
-            crate::observe::Observation::start(client.clone(), peer, request, options, timeout)
-                .await
+            // RFC 8613 §4.1.3.5: the registration is protected, each notification verified.
+            let (request, security) = match oscore {
+                Some(ctx) => {
+                    let (outer, security) = crate::oscore::ObserveSecurity::register(ctx, request)?;
+                    (outer, Some(security))
+                }
+                None => (request, None),
+            };
+            crate::observe::Observation::start(
+                client.clone(),
+                peer,
+                request,
+                options,
+                timeout,
+                security,
+            )
+            .await
         }
         .await;
         result.map_err(|e| e.with_target(&uri))
@@ -832,9 +899,14 @@ impl RequestBuilder {
         } = self;
         let result = async {
             let (scheme, peer, request) = prepare(&client, &uri, request).await?;
+            let oscore = client.oscore_context(&uri);
             let client = client.for_scheme(scheme).await?;
             client.remember_host(peer, &request);
-            client.send_to(peer, request, options).await
+            match oscore {
+                // RFC 8613: protected end to end, the outer message takes the usual path.
+                Some(ctx) => crate::oscore::send(&client, peer, request, options, &ctx).await,
+                None => client.send_to(peer, request, options).await,
+            }
         }
         .await;
         result.map_err(|e| e.with_target(&uri))

@@ -196,6 +196,8 @@ pub(crate) struct ServerSide {
     pub(crate) in_flight: usize,
     /// Observers of observable resources (RFC 7641).
     pub(crate) observers: Observers,
+    /// RFC 8613: verifies protected requests, protects their responses.
+    pub(crate) oscore: Option<crate::oscore::ServerOscore>,
 }
 
 /// One socket, one endpoint, one task.
@@ -495,6 +497,16 @@ impl Driver {
         } else {
             tracing::error!(code = %response.code, "handler returned a non-response code; answering 5.00");
             Response::new(Code::INTERNAL_SERVER_ERROR)
+        };
+        // RFC 8613 §8.3: the answer to a protected request is protected.
+        let sealer = self
+            .server
+            .as_mut()
+            .and_then(|s| s.oscore.as_mut())
+            .and_then(|o| o.pending.remove(&id));
+        let response = match sealer {
+            Some(mut sealer) => sealer.seal(response),
+            None => response,
         };
         // RFC 7641 §4.1: the answer to a registration registers the observer.
         let response = match &mut self.server {
@@ -811,6 +823,27 @@ impl Driver {
             self.respond(id, Response::new(Code::NOT_FOUND));
             return true;
         };
+        // RFC 8613 §8.2: a protected request is verified and its inner request routed.
+        let accepted = match server.oscore.as_mut() {
+            Some(oscore) => oscore.accept(request),
+            None => crate::oscore::Accepted::Plain(request),
+        };
+        let (request, observe) = match accepted {
+            crate::oscore::Accepted::Plain(request) => (request, observe),
+            crate::oscore::Accepted::Respond(response) => {
+                self.respond(id, response);
+                return true;
+            }
+            crate::oscore::Accepted::Protected(inner, sealer) => {
+                let observe = inner
+                    .options
+                    .get_uint(corium_proto::wire::OptionNumber::OBSERVE);
+                if let Some(oscore) = server.oscore.as_mut() {
+                    oscore.pending.insert(id, sealer);
+                }
+                (inner, observe)
+            }
+        };
         match server.router.resolve(&request, multicast) {
             Resolution::Respond(response) => {
                 self.respond(id, response);
@@ -831,6 +864,11 @@ impl Driver {
                     if let Some(response) = rejected {
                         self.respond(id, response);
                         return true;
+                    }
+                    // RFC 8613 §4.1.3.5.2: the relation protects its notifications.
+                    if let Some(sealer) = server.oscore.as_mut().and_then(|o| o.pending.remove(&id))
+                    {
+                        server.observers.seal_with(id, sealer);
                     }
                 }
                 let ctx = crate::server::RequestContext {

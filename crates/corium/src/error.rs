@@ -47,6 +47,9 @@ pub(crate) enum Kind {
     ConnectionClosed(SocketAddr),
     /// A socket error, or the endpoint's driver task has stopped.
     Io(io::Error),
+    /// OSCORE (RFC 8613): the request could not be protected, or the response did not
+    /// verify (§8.4); the text says which.
+    Oscore(String),
 }
 
 impl Error {
@@ -124,6 +127,13 @@ impl Error {
         matches!(self.kind, Kind::BadResponse(_) | Kind::Blockwise(_))
     }
 
+    /// OSCORE (RFC 8613) failed: the request could not be protected, or the response
+    /// did not verify (§8.4: an unprotected error answer from the server, a wrong key,
+    /// a replayed or tampered response). The response is never returned in that case.
+    pub fn is_oscore(&self) -> bool {
+        matches!(self.kind, Kind::Oscore(_))
+    }
+
     /// The local endpoint refused the request because one of its limits was reached (too
     /// many requests in flight or queued for the peer, see `EndpointConfig`).
     pub fn is_overloaded(&self) -> bool {
@@ -189,6 +199,8 @@ impl fmt::Display for Error {
             (Kind::ConnectionClosed(peer), None) => {
                 write!(f, "the connection to {peer} closed before the response")
             }
+            (Kind::Oscore(msg), Some(t)) => write!(f, "request to {t} failed: OSCORE: {msg}"),
+            (Kind::Oscore(msg), None) => write!(f, "OSCORE: {msg}"),
             (Kind::Io(err), Some(t)) => write!(f, "request to {t} failed: {err}"),
             (Kind::Io(err), None) => write!(f, "I/O error: {err}"),
         }

@@ -32,6 +32,10 @@
 //! - RFC 8132: FETCH, PATCH and iPATCH handlers.
 //! - RFC 7641: observable resources ([`Observable`]) and observations
 //!   ([`Client::observe`], [`Observation`]).
+//! - RFC 8613 (OSCORE): protected requests for matching URIs ([`OscoreClient`]),
+//!   resources that require OSCORE ([`OscoreServer`]), sequence numbers persisted
+//!   across restarts ([`SequenceFile`]); see [`oscore`] for the data flow. The protocol
+//!   itself is [`corium_oscore`].
 //!
 //! # Example
 //!
@@ -65,6 +69,7 @@ mod client;
 mod driver;
 mod error;
 mod observe;
+pub mod oscore;
 mod resource;
 mod router;
 mod server;
@@ -78,12 +83,14 @@ pub use client::{Client, ClientBuilder, Progress, RequestBuilder};
 pub use driver::Direction;
 pub use error::Error;
 pub use observe::{Observable, Observation};
+pub use oscore::{OscoreClient, OscoreServer, SequenceFile, PERSIST_STEP, REBOOT_MARGIN};
 pub use resource::{continue_block1, Handler, HandlerFuture, Resource, ResourceAttrs};
 pub use router::Router;
 pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
 pub use tcp::{StreamLimits, DEFAULT_STREAM_MESSAGE_SIZE, WRITE_BACKLOG};
 pub use udp::{canonical as canonical_addr, MAX_DATAGRAM_SIZE, SOCKET_BUFFER_SIZE};
 
+pub use corium_oscore;
 pub use corium_proto::wire::{self, Code, ContentFormat, OptionNumber};
 pub use corium_proto::{
     self as proto, EndpointConfig, NotifyOptions, Options, Request, RequestOptions, Response,

@@ -168,6 +168,9 @@ struct Relation {
     shared: Arc<Registration>,
     peer: SocketAddr,
     state: ConditionState,
+    /// RFC 8613 §4.1.3.5.2: the registration was OSCORE-protected; every notification
+    /// to this observer is protected with its binding.
+    sealer: Option<crate::oscore::Sealer>,
 }
 
 /// The server-side observe state of one driver.
@@ -243,9 +246,18 @@ impl Observers {
                 shared,
                 peer,
                 state: ConditionState::default(),
+                sealer: None,
             },
         );
         None
+    }
+
+    /// The registration `id` came OSCORE-protected: its answer and notifications are
+    /// protected with `sealer` (RFC 8613 §4.1.3.5.2).
+    pub(crate) fn seal_with(&mut self, id: IncomingId, sealer: crate::oscore::Sealer) {
+        if let Some(r) = self.registering.get_mut(&id) {
+            r.sealer = Some(sealer);
+        }
     }
 
     /// Drops a relation, and its shared registration with the last one.
@@ -269,6 +281,23 @@ impl Observers {
             return Some(response);
         };
         let sample = Sample::of(&response);
+        let response = match relation.sealer.as_mut() {
+            None => response,
+            // The outer code of a protected answer is always 2.xx (RFC 8613 §4.2): an
+            // inner error must not register, so it is answered as a plain response.
+            Some(sealer) if !response.code.is_success() => {
+                let sealed = sealer.seal(response);
+                self.release(relation);
+                return Some(sealed);
+            }
+            Some(sealer) => match sealer.seal_notification(&response) {
+                Some(sealed) => sealed,
+                None => {
+                    self.release(relation);
+                    return Some(Response::new(Code::INTERNAL_SERVER_ERROR));
+                }
+            },
+        };
         match endpoint.respond_observe(now, id, response) {
             Ok(obs) => {
                 let observable = &relation.shared.observable;
@@ -378,7 +407,20 @@ impl Observers {
             let options = NotifyOptions {
                 confirmable: options.confirmable || r.shared.conditions.con,
             };
-            let result = endpoint.notify(now, obs, response.clone(), options);
+            let outgoing = match r.sealer.as_mut() {
+                None => Some(response.clone()),
+                Some(sealer) => sealer.seal_notification(&response),
+            };
+            let sealed = r.sealer.is_some();
+            let result = match outgoing {
+                Some(outgoing) => endpoint.notify(now, obs, outgoing, options),
+                None => Err(corium_proto::NotifyError::UnknownObservation),
+            };
+            if sealed && (last || result.is_err()) {
+                // The protected final notification has a 2.xx outer code (RFC 8613 §4.2),
+                // so the endpoint would keep the relation listed.
+                endpoint.end_observation(obs);
+            }
             if last || result.is_err() {
                 // An error notification ends the relation (RFC 7641 §3.2).
                 self.ended(obs);
@@ -674,6 +716,15 @@ fn response_or_500(response: Option<Response>) -> Response {
     })
 }
 
+/// Whether a response is block 0 of several (RFC 7959 §2.6 for notifications).
+fn starts_blockwise(response: &Response) -> bool {
+    response
+        .options
+        .get(OptionNumber::BLOCK2)
+        .and_then(BlockValue::decode)
+        .is_some_and(|b| b.more && b.num == 0)
+}
+
 /// An observation of a resource (RFC 7641 §3): the first response, then every
 /// notification, from [`Client::observe`](crate::Client::observe).
 ///
@@ -690,6 +741,8 @@ pub struct Observation {
     first: Option<Response>,
     rx: mpsc::UnboundedReceiver<Outcome>,
     done: bool,
+    /// RFC 8613: the registration was protected; `request` is the inner one.
+    security: Option<crate::oscore::ObserveSecurity>,
 }
 
 impl fmt::Debug for Observation {
@@ -711,13 +764,15 @@ impl Drop for Observation {
 }
 
 impl Observation {
-    /// Sends the registration and waits for the first response.
+    /// Sends the registration and waits for the first response. With `security`,
+    /// `request` is the protected registration and every response is verified.
     pub(crate) async fn start(
         client: Client,
         peer: SocketAddr,
         request: Request,
         mut options: RequestOptions,
         timeout: Duration,
+        security: Option<crate::oscore::ObserveSecurity>,
     ) -> Result<Observation, Error> {
         let token = options
             .token
@@ -734,6 +789,10 @@ impl Observation {
             options,
             tx,
         })?;
+        let request = match &security {
+            Some(s) => s.inner.clone(),
+            None => request,
+        };
         let mut observation = Observation {
             client,
             key,
@@ -744,9 +803,11 @@ impl Observation {
             first: None,
             rx: mpsc::unbounded_channel().1,
             done: false,
+            security,
         };
         match rx.recv().await {
-            Some(Outcome::Response(r)) => observation.first = Some(r),
+            // The first answer must verify (RFC 8613 §8.4); if not, the Drop cancels.
+            Some(Outcome::Response(r)) => observation.first = Some(observation.verify(r)?),
             Some(Outcome::Failed(err)) => {
                 observation.done = true;
                 return Err(Error::from_request_error(err, peer, timeout));
@@ -768,6 +829,28 @@ impl Observation {
         Ok(observation)
     }
 
+    /// RFC 8613 §8.4: the verified inner response of a protected observation (the
+    /// response itself otherwise). A verified response without inner Observe ends the
+    /// observation, which the endpoint (seeing the outer Observe) would keep.
+    fn verify(&mut self, outer: Response) -> Result<Response, Error> {
+        let Some(security) = &mut self.security else {
+            return Ok(outer);
+        };
+        if starts_blockwise(&outer) {
+            // The first outer block of a large protected notification cannot be
+            // verified alone; `complete_blocks` replaces it with a protected GET.
+            return Ok(outer);
+        }
+        let inner = security.open(&outer)?;
+        if !inner.options.contains(OptionNumber::OBSERVE)
+            && outer.options.contains(OptionNumber::OBSERVE)
+        {
+            self.done = true;
+            let _ = self.client.command(Command::Cancel { key: self.key });
+        }
+        Ok(inner)
+    }
+
     /// The server's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
@@ -781,12 +864,27 @@ impl Observation {
     pub async fn next(&mut self) -> Option<Result<Response, Error>> {
         let response = match self.first.take() {
             Some(r) => r,
-            None => {
+            None => loop {
                 if self.done {
                     return None;
                 }
                 match self.rx.recv().await {
-                    Some(Outcome::Response(r)) => r,
+                    Some(Outcome::Response(r)) => {
+                        let notification = r.options.contains(OptionNumber::OBSERVE);
+                        match self.verify(r) {
+                            Ok(inner) => break inner,
+                            // A notification that does not verify is dropped (a forged or
+                            // replayed one must not end the observation); a final answer
+                            // that does not verify ends it with the error.
+                            Err(e) if notification => {
+                                tracing::debug!(peer = %self.peer, %e, "notification dropped");
+                            }
+                            Err(e) => {
+                                self.done = true;
+                                return Some(Err(e));
+                            }
+                        }
+                    }
                     Some(Outcome::Failed(err)) => {
                         self.done = true;
                         return Some(Err(Error::from_request_error(err, self.peer, self.timeout)));
@@ -804,7 +902,7 @@ impl Observation {
                         return None;
                     }
                 }
-            }
+            },
         };
         Some(self.complete_blocks(response).await)
     }
@@ -812,18 +910,28 @@ impl Observation {
     /// RFC 7959 §2.6: a notification with Block2 0 and more blocks to come is completed
     /// with a plain GET (no Observe) of the whole representation.
     async fn complete_blocks(&self, response: Response) -> Result<Response, Error> {
-        let starts_blockwise = response
-            .options
-            .get(OptionNumber::BLOCK2)
-            .and_then(BlockValue::decode)
-            .is_some_and(|b| b.more && b.num == 0);
-        if !starts_blockwise {
+        if !starts_blockwise(&response) {
             return Ok(response);
         }
-        let mut whole = self
-            .client
-            .send(self.peer, self.request.clone(), RequestOptions::default())
-            .await?;
+        let mut whole = match &self.security {
+            // RFC 8613: a new protected request (the outer blocks of a notification
+            // cannot be verified piecewise).
+            Some(security) => {
+                security
+                    .send(
+                        &self.client,
+                        self.peer,
+                        self.request.clone(),
+                        RequestOptions::default(),
+                    )
+                    .await?
+            }
+            None => {
+                self.client
+                    .send(self.peer, self.request.clone(), RequestOptions::default())
+                    .await?
+            }
+        };
         if let Some(seq) = response.options.get_uint(OptionNumber::OBSERVE) {
             whole.options.set_uint(OptionNumber::OBSERVE, seq);
         }
@@ -842,7 +950,15 @@ impl Observation {
             timeout: Some(self.timeout),
             ..Default::default()
         };
-        self.client.send(self.peer, request, options).await
+        match self.security.take() {
+            // RFC 8613 §4.1.3.5.1: the deregistration is a new protected request.
+            Some(security) => {
+                security
+                    .send(&self.client, self.peer, request, options)
+                    .await
+            }
+            None => self.client.send(self.peer, request, options).await,
+        }
     }
 }
 
@@ -871,6 +987,7 @@ mod tests {
             }),
             peer: "127.0.0.1:1".parse().unwrap(),
             state: ConditionState::default(),
+            sealer: None,
         }
     }
 

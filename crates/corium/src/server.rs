@@ -244,6 +244,8 @@ pub struct ServerBuilder {
     stream_limits: StreamLimits,
     /// TLS and WebSocket listeners: address, setup, scheme.
     secure_and_ws: Vec<(SocketAddr, tcp::Accept, Scheme)>,
+    /// RFC 8613: the security contexts and the resources that require OSCORE.
+    oscore: Option<Arc<crate::oscore::ServerShared>>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -267,6 +269,7 @@ impl Default for ServerBuilder {
             tcp: false,
             stream_limits: StreamLimits::default(),
             secure_and_ws: Vec::new(),
+            oscore: None,
         }
     }
 }
@@ -343,6 +346,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Verifies OSCORE-protected requests (RFC 8613) and protects their responses, on
+    /// every socket and listener; unprotected requests to the resources `oscore`
+    /// requires it on are answered 4.01. See [`OscoreServer`](crate::OscoreServer).
+    pub fn oscore(mut self, oscore: crate::oscore::OscoreServer) -> Self {
+        self.oscore = Some(oscore.into_shared());
+        self
+    }
+
     /// Sets SO_REUSEADDR on the sockets (default off: on Linux it would let a second
     /// server bind the same UDP port and silently take its traffic).
     pub fn reuse_address(mut self, yes: bool) -> Self {
@@ -396,14 +407,26 @@ impl ServerBuilder {
             rest.push((listener, accept, scheme));
         }
         listeners.extend(rest);
+        let mut config = self.config;
+        if self.oscore.is_some()
+            && !config
+                .recognized_critical_options
+                .contains(&corium_proto::wire::OptionNumber::OSCORE)
+        {
+            // RFC 8613 §2: the OSCORE option (critical) is processed by the driver.
+            config
+                .recognized_critical_options
+                .push(corium_proto::wire::OptionNumber::OSCORE);
+        }
         Ok(Server {
             sockets,
             listeners,
             stream_limits: self.stream_limits,
             router: Arc::new(router),
-            config: self.config,
+            config,
             shutdown_grace: self.shutdown_grace,
             trace: self.trace,
+            oscore: self.oscore,
         })
     }
 
@@ -491,6 +514,7 @@ pub struct Server {
     config: EndpointConfig,
     shutdown_grace: Duration,
     trace: Option<TraceFn>,
+    oscore: Option<Arc<crate::oscore::ServerShared>>,
 }
 
 impl fmt::Debug for Server {
@@ -584,6 +608,14 @@ impl Server {
                 tx: tx.clone(),
                 in_flight: 0,
                 observers: Default::default(),
+                oscore: self.oscore.as_ref().map(|shared| {
+                    crate::oscore::ServerOscore::new(
+                        Arc::clone(shared),
+                        config.recognized_critical_options.clone(),
+                        config.max_block1_body,
+                        config.max_block1_total,
+                    )
+                }),
             };
             let driver = Driver::new((link, local), config, rx, self.trace.clone(), Some(server));
             drivers.spawn(async move { (local, driver.run().await) });
