@@ -55,6 +55,10 @@ pub(crate) struct Prepared {
     max_message_size: Option<u32>,
     /// OSCORE credentials (RFC 8613), checked before any socket is opened.
     credentials: Option<crate::credentials::Credentials>,
+    /// `discover --wait`: a group request collecting answers this long.
+    multicast_wait: Option<Duration>,
+    /// `discover --multicast-if`.
+    multicast_if: Option<std::net::Ipv4Addr>,
 }
 
 /// Looks up a content format by name or number (`text/plain`, `json`, `60`).
@@ -125,6 +129,8 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         tls,
         max_message_size: args.max_message_size,
         credentials,
+        multicast_wait: None,
+        multicast_if: None,
     })
 }
 
@@ -150,6 +156,8 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
         tls: None,
         max_message_size: None,
         credentials: None,
+        multicast_wait: args.wait,
+        multicast_if: args.multicast_if,
     })
 }
 
@@ -340,6 +348,9 @@ pub(crate) async fn request(p: Prepared) -> Result<u8, Failure> {
 
 /// Runs `discover`: prints the links as a table; returns the exit code.
 pub(crate) async fn discover(p: Prepared) -> Result<u8, Failure> {
+    if let Some(wait) = p.multicast_wait {
+        return discover_group(p, wait).await;
+    }
     let resp = send(&p).await?;
     report_code(&resp);
     if resp.code.class() != 2 {
@@ -350,6 +361,38 @@ pub(crate) async fn discover(p: Prepared) -> Result<u8, Failure> {
         message: "the response is not a link-format document (not UTF-8)".to_owned(),
     })?;
     write_stdout(link_table(doc).as_bytes())?;
+    Ok(EXIT_OK)
+}
+
+/// `discover --wait`: one request to a group (RFC 7252 §8.1), every answer listed
+/// under the server that sent it; exit 3 when nobody answered.
+async fn discover_group(p: Prepared, wait: Duration) -> Result<u8, Failure> {
+    let mut builder = Client::builder();
+    if let Some(interface) = p.multicast_if {
+        builder = builder.multicast_interface(interface);
+    }
+    let client = bind_for(builder, &p.host, p.port, p.verbose).await?;
+    let answers = client
+        .request(Code::GET, &p.uri)
+        .multicast(wait)
+        .await
+        .map_err(|e| Failure {
+            exit_code: if e.is_uri() { EXIT_USAGE } else { EXIT_FAILURE },
+            message: one_line(&e.to_string()),
+        })?;
+    if answers.is_empty() {
+        eprintln!("no answer within {:.1} s", wait.as_secs_f64());
+        return Ok(EXIT_NO_RESPONSE);
+    }
+    let mut out = String::new();
+    for (peer, response) in &answers {
+        out.push_str(&format!("# {peer}: {:?}\n", response.code));
+        if let Ok(doc) = std::str::from_utf8(&response.payload) {
+            out.push_str(&link_table(doc));
+        }
+    }
+    write_stdout(out.as_bytes())?;
+    eprintln!("{} server(s) answered", answers.len());
     Ok(EXIT_OK)
 }
 

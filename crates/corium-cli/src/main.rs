@@ -217,6 +217,13 @@ pub(crate) struct DiscoverArgs {
     /// Print every message exchanged on stderr.
     #[arg(short = 'v', long = "verbose")]
     pub(crate) verbose: bool,
+    /// Send to a multicast group (RFC 7252 §8.1, e.g. coap://224.0.1.187 or
+    /// coap://[ff02::fd%eth0]) and list every server that answers within SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) wait: Option<Duration>,
+    /// The interface IPv4 group requests leave from, by one of its addresses.
+    #[arg(long = "multicast-if", value_name = "ADDR")]
+    pub(crate) multicast_if: Option<std::net::Ipv4Addr>,
 }
 
 /// Arguments of `corium serve`.
@@ -250,6 +257,12 @@ pub(crate) struct ServeArgs {
     /// Serve coap+ws (CoAP over WebSockets at /.well-known/coap) here (repeatable).
     #[arg(long = "ws-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     pub(crate) ws_bind: Vec<SocketAddr>,
+    /// Join a multicast group (RFC 7252 §8; repeatable): `all` for the All-CoAP-Nodes
+    /// groups 224.0.1.187, ff02::fd and ff05::fd, or GROUP[@IFACE] with IFACE an IPv4
+    /// address of the interface (IPv4 groups) or an interface index (IPv6 groups).
+    /// The group port is that of the first --bind (5683 by default).
+    #[arg(long = "join", value_name = "GROUP")]
+    pub(crate) join: Vec<String>,
     /// Serve coaps+ws (WebSockets over TLS) here (repeatable; needs --cert).
     #[arg(long = "wss-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr, requires = "cert")]
     pub(crate) wss_bind: Vec<SocketAddr>,

@@ -83,6 +83,40 @@ struct StreamBinds {
     secure: Vec<SocketAddr>,
     ws: Vec<SocketAddr>,
     wss: Vec<SocketAddr>,
+    /// Multicast groups to join (RFC 7252 §8), on the port of the first address.
+    groups: Vec<corium::multicast::MulticastGroup>,
+}
+
+/// Parses `--join`: `all`, or GROUP[@IFACE] (IFACE: an IPv4 address of the interface
+/// for IPv4 groups, an interface index for IPv6 groups).
+fn parse_join(spec: &str) -> Result<Vec<corium::multicast::MulticastGroup>, Failure> {
+    use corium::multicast::{MulticastGroup, MulticastInterface};
+    if spec == "all" {
+        return Ok(MulticastGroup::all_coap_nodes().to_vec());
+    }
+    let bad = |why: &str| Failure::usage(format!("--join {spec:?}: {why}"));
+    let (group, iface) = match spec.split_once('@') {
+        Some((g, i)) => (g, Some(i)),
+        None => (spec, None),
+    };
+    let group: std::net::IpAddr = group
+        .parse()
+        .map_err(|_| bad("not an IP address (or `all`)"))?;
+    if !group.is_multicast() {
+        return Err(bad("not a multicast address"));
+    }
+    let interface = match (group, iface) {
+        (_, None) => None,
+        (std::net::IpAddr::V4(_), Some(i)) => Some(MulticastInterface::V4(
+            i.parse()
+                .map_err(|_| bad("IPv4 groups take an interface address"))?,
+        )),
+        (std::net::IpAddr::V6(_), Some(i)) => Some(MulticastInterface::Index(
+            i.parse()
+                .map_err(|_| bad("IPv6 groups take an interface index"))?,
+        )),
+    };
+    Ok(vec![MulticastGroup { group, interface }])
 }
 
 async fn bind(
@@ -101,10 +135,12 @@ async fn bind(
         config.max_cached_response_bytes = config.max_cached_response_bytes.max(max);
     }
     let builder = |udp: &[SocketAddr]| -> Result<corium::ServerBuilder, Failure> {
+        let port = udp.first().map_or(DEFAULT_PORT, SocketAddr::port);
         let mut b = Server::builder()
             .config(config.clone())
             .tcp(true)
-            .websocket(&streams.ws);
+            .websocket(&streams.ws)
+            .multicast(&streams.groups, port);
         if let Some(c) = credentials {
             // RFC 8613: protected requests are verified; these resources require it.
             let (oscore, required) = c.server()?;
@@ -162,11 +198,21 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
     } else {
         args.bind
     };
+    let mut groups = Vec::new();
+    for spec in &args.join {
+        groups.extend(parse_join(spec)?);
+    }
+    if !groups.is_empty() && addrs.first().is_some_and(|a| a.port() == 0) {
+        return Err(Failure::usage(
+            "--join needs a --bind with a fixed port: group members share the port".to_owned(),
+        ));
+    }
     let streams = StreamBinds {
         tls: crate::tls::server(args.cert.as_ref(), args.key.as_ref(), args.ca.as_ref())?,
         secure: args.secure_bind,
         ws: args.ws_bind,
         wss: args.wss_bind,
+        groups,
     };
     let credentials = args
         .credentials

@@ -31,6 +31,8 @@ pub struct ClientBuilder {
     tls: Option<TlsClient>,
     /// RFC 8613: the contexts that protect requests to matching URIs.
     oscore: Option<Arc<crate::oscore::OscoreClient>>,
+    /// IP_MULTICAST_IF of the UDP socket.
+    multicast_if: Option<std::net::Ipv4Addr>,
 }
 
 /// How far a block-wise transfer (RFC 7959) has come, for progress displays.
@@ -98,6 +100,14 @@ impl ClientBuilder {
     /// Max-Message-Size announced in the CSM, idle and half-received-message timeouts.
     pub fn stream_limits(mut self, limits: StreamLimits) -> Self {
         self.stream_limits = limits;
+        self
+    }
+
+    /// The interface IPv4 multicast requests leave from, by one of its addresses
+    /// (IP_MULTICAST_IF; e.g. 127.0.0.1 for groups joined on the loopback interface).
+    /// IPv6 groups take the interface from the URI's zone (`coap://[ff02::fd%eth0]`).
+    pub fn multicast_interface(mut self, addr: std::net::Ipv4Addr) -> Self {
+        self.multicast_if = Some(addr);
         self
     }
 
@@ -191,6 +201,9 @@ impl ClientBuilder {
     /// `0.0.0.0:0`) and starts the driver task. Must be called within a tokio runtime.
     pub async fn bind(self, addr: SocketAddr) -> io::Result<Client> {
         let bound = udp::bind(addr, V6Mode::Dual, false)?;
+        if let Some(interface) = self.multicast_if {
+            socket2::SockRef::from(&bound.socket).set_multicast_if_v4(&interface)?;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let local = bound.local;
         let family = bound.family;
@@ -884,6 +897,59 @@ impl RequestBuilder {
                 security,
             )
             .await
+        }
+        .await;
+        result.map_err(|e| e.with_target(&uri))
+    }
+
+    /// Sends the request to the multicast group of a `coap://` URI (RFC 7252 §8.1: as a
+    /// Non-confirmable message) and collects every response for `wait`, each with the
+    /// unicast address of the server that sent it. Servers give no error responses to
+    /// group requests and answer after a random leisure (§8.2), so `wait` should cover
+    /// it (DEFAULT_LEISURE is 5 s; servers may use less). A No-Response option
+    /// (RFC 7967) added with [`option`](Self::option) is passed on.
+    pub async fn multicast(self, wait: Duration) -> Result<Vec<(SocketAddr, Response)>, Error> {
+        let RequestBuilder {
+            client,
+            uri,
+            request,
+            options,
+        } = self;
+        let result = async {
+            let (scheme, group, request) = prepare(&client, &uri, request).await?;
+            if scheme != Scheme::Coap {
+                return Err(Error::uri("group requests need a coap:// URI"));
+            }
+            if !group.ip().is_multicast() {
+                return Err(Error::uri(format!(
+                    "{} is not a multicast address",
+                    group.ip()
+                )));
+            }
+            let group = client.reachable(group)?;
+            let key = client.next_key();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            client.command(Command::Multicast {
+                key,
+                group,
+                request,
+                options: RequestOptions {
+                    timeout: Some(wait),
+                    ..options
+                },
+                tx,
+            })?;
+            let mut guard = CancelGuard {
+                tx: &client.inner.tx,
+                key,
+                armed: true,
+            };
+            let mut responses = Vec::new();
+            while let Some(response) = rx.recv().await {
+                responses.push(response);
+            }
+            guard.armed = false;
+            Ok(responses)
         }
         .await;
         result.map_err(|e| e.with_target(&uri))

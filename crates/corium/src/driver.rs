@@ -35,9 +35,13 @@ use crate::udp::{canonical, BoundSocket, Family, MAX_DATAGRAM_SIZE};
 pub(crate) enum Link {
     /// One UDP socket (RFC 7252).
     Udp {
-        socket: UdpSocket,
+        socket: Arc<UdpSocket>,
         family: Family,
         buf: Vec<u8>,
+        /// Set for a socket bound to a multicast group ([`crate::multicast`]): what it
+        /// receives was sent to the group (RFC 7252 §8.2), and the answers leave from
+        /// this unicast socket of the server.
+        group_reply: Option<Arc<UdpSocket>>,
     },
     /// The connections of a TCP listener (RFC 8323): messages arrive from the connection
     /// tasks of [`crate::tcp`], and go out through their writers.
@@ -75,12 +79,39 @@ impl Link {
     pub(crate) fn udp(bound: BoundSocket) -> (Link, SocketAddr) {
         (
             Link::Udp {
-                socket: bound.socket,
+                socket: Arc::new(bound.socket),
                 family: bound.family,
                 buf: vec![0; MAX_DATAGRAM_SIZE],
+                group_reply: None,
             },
             bound.local,
         )
+    }
+
+    /// A link over a socket joined to a multicast group, answering from `reply`.
+    pub(crate) fn group(
+        socket: UdpSocket,
+        group: SocketAddr,
+        reply: Arc<UdpSocket>,
+        family: Family,
+    ) -> (Link, SocketAddr) {
+        (
+            Link::Udp {
+                socket: Arc::new(socket),
+                family,
+                buf: vec![0; MAX_DATAGRAM_SIZE],
+                group_reply: Some(reply),
+            },
+            group,
+        )
+    }
+
+    /// The UDP socket, for sharing with the multicast links of the same server.
+    pub(crate) fn udp_socket(&self) -> Option<(Arc<UdpSocket>, Family)> {
+        match self {
+            Link::Udp { socket, family, .. } => Some((Arc::clone(socket), *family)),
+            Link::Stream { .. } => None,
+        }
     }
 }
 
@@ -173,6 +204,15 @@ pub(crate) enum Command {
     },
     /// A timer of an observer's conditional attributes fired.
     ObserverTimer { obs: ObservationId },
+    /// Send a request to a multicast group (RFC 7252 §8.1): every response, with who
+    /// sent it, goes to `tx` until the request's timeout ends the collection.
+    Multicast {
+        key: u64,
+        group: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+        tx: mpsc::UnboundedSender<(SocketAddr, Response)>,
+    },
     /// What the peer's CSM announced (RFC 8323 §5.3), once it has arrived; opens the
     /// connection if needed. `None` when the connection fails first.
     Capabilities {
@@ -215,6 +255,9 @@ pub(crate) struct Driver {
     server: Option<ServerSide>,
     /// Set by [`Command::Shutdown`]: the moment to give up waiting for handlers.
     shutdown_deadline: Option<TokioInstant>,
+    /// Multicast requests (RFC 7252 §8.1): every response and its sender go to the
+    /// channel.
+    multicasting: HashMap<RequestId, (u64, mpsc::UnboundedSender<(SocketAddr, Response)>)>,
     /// [`Command::Capabilities`] waiting for a peer's CSM.
     csm_waiters: HashMap<SocketAddr, Vec<oneshot::Sender<Option<PeerCapabilities>>>>,
 }
@@ -241,6 +284,7 @@ impl Driver {
             server,
             shutdown_deadline: None,
             csm_waiters: HashMap::new(),
+            multicasting: HashMap::new(),
         }
     }
 
@@ -393,6 +437,7 @@ impl Driver {
                 if let Some(id) = self.keys.remove(&key) {
                     self.pending.remove(&id);
                     self.observing.remove(&id);
+                    self.multicasting.remove(&id);
                     self.endpoint.cancel_request(now, id);
                 }
             }
@@ -453,6 +498,26 @@ impl Driver {
                         change,
                         &server.tx,
                     );
+                }
+            }
+            Command::Multicast {
+                key,
+                group,
+                request,
+                options,
+                tx,
+            } => {
+                let options = RequestOptions {
+                    multicast: true,
+                    ..options
+                };
+                match self.endpoint.send_request(now, group, &request, options) {
+                    Ok(id) => {
+                        self.multicasting.insert(id, (key, tx));
+                        self.keys.insert(key, id);
+                    }
+                    // Dropping `tx` ends the collection; the client reports why.
+                    Err(err) => tracing::debug!(%group, %err, "multicast request refused"),
                 }
             }
             Command::Capabilities { peer, reply } => {
@@ -592,9 +657,16 @@ impl Driver {
     /// Reads up to [`BATCH`] datagrams without blocking.
     fn receive(&mut self) {
         let now = self.now();
-        let Link::Udp { socket, buf, .. } = &mut self.link else {
+        let Link::Udp {
+            socket,
+            buf,
+            group_reply,
+            ..
+        } = &mut self.link
+        else {
             return;
         };
+        let to_group = group_reply.is_some();
         for _ in 0..BATCH {
             match socket.try_recv_from(buf) {
                 Ok((len, from)) => {
@@ -603,7 +675,11 @@ impl Driver {
                     if let Some(trace) = &self.trace {
                         trace(Direction::Received, peer, None, data);
                     }
-                    self.endpoint.handle_datagram(now, peer, data);
+                    if to_group {
+                        self.endpoint.handle_multicast_datagram(now, peer, data);
+                    } else {
+                        self.endpoint.handle_datagram(now, peer, data);
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => {
@@ -618,7 +694,12 @@ impl Driver {
     /// Sends every datagram the endpoint has queued.
     async fn flush(&mut self) {
         let (socket, family) = match &mut self.link {
-            Link::Udp { socket, family, .. } => (&*socket, *family),
+            Link::Udp {
+                socket,
+                family,
+                group_reply,
+                ..
+            } => (&**group_reply.as_ref().unwrap_or(socket), *family),
             Link::Stream { conns, dialer, .. } => {
                 let now = self.start.elapsed();
                 let mut given_up = Vec::new();
@@ -729,13 +810,26 @@ impl Driver {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 Event::Response {
-                    request, response, ..
-                } => self.complete(request, Outcome::Response(response)),
+                    request,
+                    peer,
+                    response,
+                } => match self.multicasting.get(&request) {
+                    Some((_, tx)) => {
+                        let _ = tx.send((peer, response));
+                    }
+                    None => self.complete(request, Outcome::Response(response)),
+                },
                 Event::RequestFailed { request, error } => {
+                    if let Some((key, _)) = self.multicasting.remove(&request) {
+                        self.keys.remove(&key);
+                    }
                     self.complete(request, Outcome::Failed(error));
                 }
                 Event::RequestFinished { request } => {
-                    if let Some((key, _)) = self.observing.remove(&request) {
+                    if let Some((key, _)) = self.multicasting.remove(&request) {
+                        // The collection window is over: the channel closes.
+                        self.keys.remove(&key);
+                    } else if let Some((key, _)) = self.observing.remove(&request) {
                         // The observation is over: the channel closes.
                         self.keys.remove(&key);
                     } else {

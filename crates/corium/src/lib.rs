@@ -68,6 +68,7 @@
 mod client;
 mod driver;
 mod error;
+pub mod multicast;
 mod observe;
 pub mod oscore;
 mod resource;

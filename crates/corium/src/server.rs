@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::driver::{Command, Direction, Driver, Link, ServerSide, TraceFn};
+use crate::multicast::MulticastGroup;
 use crate::resource::{Handler, HandlerFuture};
 use crate::router::{Params, Router};
 use crate::tcp::{self, StreamLimits};
@@ -246,6 +247,8 @@ pub struct ServerBuilder {
     secure_and_ws: Vec<(SocketAddr, tcp::Accept, Scheme)>,
     /// RFC 8613: the security contexts and the resources that require OSCORE.
     oscore: Option<Arc<crate::oscore::ServerShared>>,
+    /// Multicast groups to join (RFC 7252 §8), and their port.
+    groups: Vec<(MulticastGroup, u16)>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -269,6 +272,7 @@ impl Default for ServerBuilder {
             tcp: false,
             stream_limits: StreamLimits::default(),
             secure_and_ws: Vec::new(),
+            groups: Vec::new(),
             oscore: None,
         }
     }
@@ -293,6 +297,15 @@ impl ServerBuilder {
     /// [`bind`](Self::bind), beside UDP and on the same port (default off).
     pub fn tcp(mut self, yes: bool) -> Self {
         self.tcp = yes;
+        self
+    }
+
+    /// Also listen to multicast `groups` on `port` (RFC 7252 §8; 5683 for the
+    /// All-CoAP-Nodes groups of [`MulticastGroup::all_coap_nodes`]): requests sent to a
+    /// group get no error responses and no RST, and their answers come after a random
+    /// leisure, from the server's unicast socket of the same address family.
+    pub fn multicast(mut self, groups: &[MulticastGroup], port: u16) -> Self {
+        self.groups.extend(groups.iter().map(|&g| (g, port)));
         self
     }
 
@@ -407,6 +420,31 @@ impl ServerBuilder {
             rest.push((listener, accept, scheme));
         }
         listeners.extend(rest);
+        let mut groups = Vec::with_capacity(self.groups.len());
+        for (group, port) in self.groups {
+            // The answers leave from a unicast socket that can reach the group's family.
+            let reply = sockets
+                .iter()
+                .position(|b| {
+                    b.family
+                        .to_socket(SocketAddr::new(group.group, 1))
+                        .is_some()
+                })
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "no UDP socket of the address family of group {}",
+                            group.group
+                        ),
+                    )
+                })?;
+            let socket = crate::multicast::bind_group(group, port).map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot join {}: {err}", group.group))
+            })?;
+            tracing::debug!(group = %group.group, port, "joined multicast group");
+            groups.push((socket, SocketAddr::new(group.group, port), reply));
+        }
         let mut config = self.config;
         if self.oscore.is_some()
             && !config
@@ -420,6 +458,7 @@ impl ServerBuilder {
         }
         Ok(Server {
             sockets,
+            groups,
             listeners,
             stream_limits: self.stream_limits,
             router: Arc::new(router),
@@ -508,6 +547,9 @@ impl ServerBuilder {
 /// ```
 pub struct Server {
     sockets: Vec<BoundSocket>,
+    /// Sockets joined to multicast groups: the socket, the group, and the index in
+    /// `sockets` of the unicast socket their answers leave from.
+    groups: Vec<(tokio::net::UdpSocket, SocketAddr, usize)>,
     listeners: Vec<(tokio::net::TcpListener, tcp::Accept, Scheme)>,
     stream_limits: StreamLimits,
     router: Arc<Router>,
@@ -574,6 +616,15 @@ impl Server {
             .into_iter()
             .map(|bound| (Link::udp(bound), self.config.clone()))
             .collect();
+        for (socket, group, reply) in self.groups {
+            let Some((unicast, family)) = links.get(reply).and_then(|l| l.0 .0.udp_socket()) else {
+                continue;
+            };
+            links.push((
+                Link::group(socket, group, unicast, family),
+                self.config.clone(),
+            ));
+        }
         for (listener, accept, scheme) in self.listeners {
             let local = listener.local_addr()?;
             let framing = if accept.websocket {
