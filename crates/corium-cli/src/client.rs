@@ -51,6 +51,8 @@ pub(crate) struct Prepared {
     output: Option<PathBuf>,
     /// TLS settings for the secure schemes.
     tls: Option<corium::tls::TlsClient>,
+    /// DTLS credentials for `coaps://` (RFC 7252 §9).
+    dtls: Option<corium::corium_dtls::ClientConfig>,
     /// Max-Message-Size announced on connections (RFC 8323 §5.3.1).
     max_message_size: Option<u32>,
     /// OSCORE credentials (RFC 8613), checked before any socket is opened.
@@ -107,6 +109,14 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
     let payload = read_payload(args.payload, args.payload_file)?;
     let tls = args.tls.client()?;
     crate::tls::check_secure_scheme(&args.uri, target.scheme, tls.is_some())?;
+    let dtls = match args.dtls.client()? {
+        Some(psk) => Some(psk),
+        None if target.scheme == corium::wire::Scheme::Coaps => {
+            crate::dtls::client_certificate(&args.tls, &target.host)?
+        }
+        None => None,
+    };
+    crate::dtls::check_scheme(&args.uri, target.scheme, dtls.is_some())?;
     let credentials = args
         .credentials
         .as_deref()
@@ -127,6 +137,7 @@ pub(crate) fn prepare_request(method: Code, args: RequestArgs) -> Result<Prepare
         output: args.output,
         block_szx: args.block_szx,
         tls,
+        dtls,
         max_message_size: args.max_message_size,
         credentials,
         multicast_wait: None,
@@ -154,6 +165,7 @@ pub(crate) fn prepare_discover(args: &DiscoverArgs) -> Result<Prepared, Failure>
         output: None,
         block_szx: None,
         tls: None,
+        dtls: None,
         max_message_size: None,
         credentials: None,
         multicast_wait: args.wait,
@@ -166,6 +178,9 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
     let mut builder = Client::builder();
     if let Some(tls) = &p.tls {
         builder = builder.tls(tls.clone());
+    }
+    if let Some(dtls) = &p.dtls {
+        builder = builder.dtls(dtls.clone());
     }
     if let Some(c) = &p.credentials {
         builder = builder.oscore(c.client(&p.uri)?);

@@ -107,7 +107,7 @@ impl fmt::Debug for Credentials {
 
 /// Parses a hex string (`""` is the empty byte string).
 fn hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())

@@ -815,7 +815,7 @@ fn parse_hex(hex: &str) -> Result<Vec<u8>, &'static str> {
     if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("non-hex digit");
     }
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err("odd number of digits");
     }
     hex.as_bytes()

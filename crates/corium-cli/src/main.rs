@@ -18,6 +18,7 @@
 mod bench;
 mod client;
 mod credentials;
+mod dtls;
 mod format;
 mod observe;
 mod plugtest;
@@ -190,6 +191,9 @@ pub(crate) struct RequestArgs {
     /// TLS for coaps+tcp:// and coaps+ws://.
     #[command(flatten)]
     pub(crate) tls: tls::TlsArgs,
+    /// DTLS (PSK) for coaps://.
+    #[command(flatten)]
+    pub(crate) dtls: dtls::DtlsArgs,
     /// OSCORE credentials (TOML, one [[oscore]] table per security context):
     /// requests whose URI matches a context's `uri` pattern are protected
     /// (RFC 8613); sequence numbers are kept in FILE.seq.
@@ -242,7 +246,8 @@ pub(crate) struct ServeArgs {
     #[arg(long = "max-body", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=1 << 32))]
     pub(crate) max_body: Option<u64>,
     /// Server certificate chain (PEM): with --key, also serve coaps+tcp (TLS,
-    /// RFC 8323) on PORT+1 of each --bind address (5684 by default).
+    /// RFC 8323) on PORT+1 of each --bind address (5684 by default), and, with an
+    /// ECDSA key, coaps (DTLS certificate mode, RFC 7252 §9) on PORT+1 over UDP.
     #[arg(long = "cert", value_name = "FILE", requires = "key")]
     pub(crate) cert: Option<PathBuf>,
     /// Private key (PEM) of --cert.
@@ -271,6 +276,17 @@ pub(crate) struct ServeArgs {
     /// the contexts' `uri` patterns require OSCORE (4.01 otherwise).
     #[arg(long = "credentials", value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
+    /// Serve coaps (CoAP over DTLS, RFC 7252 §9) with this PSK, as ID:KEY (repeatable;
+    /// KEY as text, 0x-hex or @FILE), on PORT+1 of each --bind (5684 by default).
+    #[arg(long = "psk", value_name = "ID:KEY")]
+    pub(crate) psk: Vec<String>,
+    /// Serve coaps with the PSKs of FILE (one identity:key per line; key as text or
+    /// 0x-hex; `#` comments).
+    #[arg(long = "psk-file", value_name = "FILE")]
+    pub(crate) psk_file: Option<PathBuf>,
+    /// Where to serve coaps instead of PORT+1 (repeatable; needs --psk or --psk-file).
+    #[arg(long = "dtls-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
+    pub(crate) dtls_bind: Vec<SocketAddr>,
 }
 
 /// Arguments of `corium bench`.

@@ -48,6 +48,9 @@ pub(crate) struct ObserveArgs {
     /// TLS for coaps+tcp:// and coaps+ws://.
     #[command(flatten)]
     pub(crate) tls: crate::tls::TlsArgs,
+    /// DTLS (PSK) for coaps://.
+    #[command(flatten)]
+    pub(crate) dtls: crate::dtls::DtlsArgs,
     /// OSCORE credentials (TOML): the registration and every notification are
     /// protected when the URI matches a context's `uri` pattern (RFC 8613).
     #[arg(long = "credentials", value_name = "FILE")]
@@ -64,6 +67,14 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
         .transpose()?;
     let tls = args.tls.client()?;
     crate::tls::check_secure_scheme(&args.uri, target.scheme, tls.is_some())?;
+    let dtls = match args.dtls.client()? {
+        Some(psk) => Some(psk),
+        None if target.scheme == corium::wire::Scheme::Coaps => {
+            crate::dtls::client_certificate(&args.tls, &target.host)?
+        }
+        None => None,
+    };
+    crate::dtls::check_scheme(&args.uri, target.scheme, dtls.is_some())?;
     let credentials = args
         .credentials
         .as_deref()
@@ -77,6 +88,9 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
         let mut builder = Client::builder();
         if let Some(tls) = tls {
             builder = builder.tls(tls);
+        }
+        if let Some(dtls) = dtls {
+            builder = builder.dtls(dtls);
         }
         if let Some(c) = &credentials {
             builder = builder.oscore(c.client(&args.uri)?);

@@ -12,7 +12,9 @@
 //! level) as a one-line dissection. Ctrl-C or SIGTERM stops the server
 //! cleanly. With `--credentials FILE` (see `credentials.rs`), OSCORE-protected
 //! requests (RFC 8613) are verified and answered protected, and the resources
-//! the file's `uri` patterns name require OSCORE.
+//! the file's `uri` patterns name require OSCORE. With `--psk ID:KEY` or `--psk-file`,
+//! CoAP over DTLS (`coaps`, RFC 7252 §9) listens on PORT+1 of each address (or
+//! `--dtls-bind`), announced by a last line `corium serving coaps on ADDR[, ADDR…]`.
 
 use std::io::IsTerminal as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -85,6 +87,10 @@ struct StreamBinds {
     wss: Vec<SocketAddr>,
     /// Multicast groups to join (RFC 7252 §8), on the port of the first address.
     groups: Vec<corium::multicast::MulticastGroup>,
+    /// DTLS (`coaps://`, RFC 7252 §9) credentials, and where to listen instead of
+    /// PORT+1 of each UDP address.
+    dtls: Option<corium::corium_dtls::ServerConfig>,
+    dtls_bind: Vec<SocketAddr>,
 }
 
 /// Parses `--join`: `all`, or GROUP[@IFACE] (IFACE: an IPv4 address of the interface
@@ -162,6 +168,13 @@ async fn bind(
             };
             b = b.tls(tls, &secure).secure_websocket(tls, &streams.wss);
         }
+        if let Some(dtls) = &streams.dtls {
+            // RFC 7252 §9: coaps on 5684, i.e. PORT+1 of each UDP address by default.
+            b = b.dtls(
+                dtls.clone(),
+                &crate::dtls::server_addrs(udp, &streams.dtls_bind),
+            );
+        }
         Ok(if verbose {
             // `-v`: every datagram dissected at debug level.
             b.trace_framed(|direction, peer, framing, bytes| {
@@ -213,7 +226,20 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
         ws: args.ws_bind,
         wss: args.wss_bind,
         groups,
+        dtls: crate::dtls::server(
+            &args.psk,
+            args.psk_file.as_deref(),
+            args.cert.as_deref(),
+            args.key.as_deref(),
+            args.ca.as_deref(),
+        )?,
+        dtls_bind: args.dtls_bind,
     };
+    if streams.dtls.is_none() && !streams.dtls_bind.is_empty() {
+        return Err(Failure::usage(
+            "--dtls-bind needs --psk or --psk-file".to_owned(),
+        ));
+    }
     let credentials = args
         .credentials
         .as_deref()
@@ -242,6 +268,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
                 None => streams.push((scheme, vec![addr.to_string()])),
             }
         }
+        let coaps = server
+            .dtls_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let shutdown = shutdown_signal();
         // The first stdout lines, in one write so that a reader that stops after the
         // first line never leaves the second one to a closed pipe; a closed stdout is
@@ -254,6 +286,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
                     "corium serving {scheme} on {}\n",
                     addrs.join(", ")
                 ));
+            }
+            if !coaps.is_empty() {
+                lines.push_str(&format!("corium serving coaps on {coaps}\n"));
             }
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());

@@ -12,7 +12,8 @@ use crate::Failure;
 /// TLS options of the client verbs.
 #[derive(Debug, Args, Default, Clone)]
 pub(crate) struct TlsArgs {
-    /// Trust anchors (PEM) for coaps+tcp:// and coaps+ws:// servers.
+    /// Trust anchors (PEM) for coaps+tcp:// and coaps+ws:// servers, and for
+    /// coaps:// (DTLS certificate mode) when no PSK is given.
     #[arg(long = "ca", value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
     /// Client certificate chain (PEM), for servers that require one.

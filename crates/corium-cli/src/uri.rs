@@ -37,20 +37,13 @@ fn invalid(uri: &str, reason: &str) -> String {
 }
 
 /// Parses `uri` with `corium_wire` and insists on a scheme the CLI speaks:
-/// `coap` (UDP) or one of RFC 8323 (`coap+tcp`, `coaps+tcp`, `coap+ws`,
-/// `coaps+ws`); `coaps` (DTLS) is not there yet.
+/// `coap` (UDP), `coaps` (DTLS, RFC 7252 §9) or one of RFC 8323 (`coap+tcp`,
+/// `coaps+tcp`, `coap+ws`, `coaps+ws`).
 fn parse_coap(uri: &str) -> Result<Uri<'_>, String> {
     if uri.is_empty() {
         return Err(invalid(uri, "empty"));
     }
-    let parsed = Uri::parse(uri).map_err(|e| invalid(uri, &e.to_string()))?;
-    if parsed.scheme == Scheme::Coaps {
-        return Err(invalid(
-            uri,
-            "unsupported scheme \"coaps\" (DTLS is not supported yet; coap, coap+tcp, coaps+tcp, coap+ws and coaps+ws are)",
-        ));
-    }
-    Ok(parsed)
+    Uri::parse(uri).map_err(|e| invalid(uri, &e.to_string()))
 }
 
 /// Parses and checks a `coap://` URI (RFC 7252 §6.4).
@@ -181,10 +174,8 @@ mod tests {
             parse("coap//x").unwrap_err(),
             r#"invalid URI "coap//x": not an absolute URI"#
         );
-        assert_eq!(
-            parse("coaps://x/").unwrap_err(),
-            r#"invalid URI "coaps://x/": unsupported scheme "coaps" (DTLS is not supported yet; coap, coap+tcp, coaps+tcp, coap+ws and coaps+ws are)"#
-        );
+        // RFC 7252 §6.2: coaps defaults to 5684.
+        assert_eq!(parse("coaps://x/").unwrap().port, 5684);
         assert_eq!(parse("").unwrap_err(), r#"invalid URI "": empty"#);
         for bad in [
             "http://x/",

@@ -178,7 +178,7 @@ impl<P: Clone + Eq + Hash> Block1Table<P> {
         // our size, and the client continues from there in our size.
         let ours = if bert { 1024 } else { 1usize << (our_szx + 4) };
         let chunk = core::mem::take(&mut request.payload);
-        if block.more && chunk.len() % ours != 0 {
+        if block.more && !chunk.len().is_multiple_of(ours) {
             self.remove(&key);
             return Block1Outcome::Respond(Response::with_payload(
                 Code::BAD_REQUEST,

@@ -33,6 +33,8 @@ pub struct ClientBuilder {
     oscore: Option<Arc<crate::oscore::OscoreClient>>,
     /// IP_MULTICAST_IF of the UDP socket.
     multicast_if: Option<std::net::Ipv4Addr>,
+    /// Credentials for `coaps://` (DTLS, RFC 7252 §9).
+    dtls: Option<corium_dtls::ClientConfig>,
 }
 
 /// How far a block-wise transfer (RFC 7959) has come, for progress displays.
@@ -118,6 +120,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Credentials (PSK identity and key, or trust anchors) for `coaps://` (CoAP over
+    /// DTLS, RFC 7252 §9). Without them, `coaps://` URIs are refused.
+    pub fn dtls(mut self, config: corium_dtls::ClientConfig) -> Self {
+        self.dtls = Some(config);
+        self
+    }
+
     /// Protects requests whose URI matches one of `oscore`'s patterns with OSCORE
     /// (RFC 8613), over any scheme; see [`OscoreClient`](crate::OscoreClient).
     pub fn oscore(mut self, oscore: crate::oscore::OscoreClient) -> Self {
@@ -197,6 +206,53 @@ impl ClientBuilder {
         })
     }
 
+    /// Starts the `coaps://` companion: its own UDP socket carrying DTLS sessions, one
+    /// per server, each opened by the first request to it (RFC 7252 §9).
+    fn start_dtls(self) -> Result<Client, Error> {
+        let Some(config) = self.dtls.clone() else {
+            return Err(Error::uri(
+                "scheme coaps needs DTLS credentials (a PSK identity and key)",
+            ));
+        };
+        let bound = udp::bind(SocketAddr::from(([0u16; 8], 0)), V6Mode::Dual, false)
+            .or_else(|_| udp::bind(SocketAddr::from(([0, 0, 0, 0], 0)), V6Mode::Dual, false))
+            .map_err(|err| Error::uri(format!("cannot bind a DTLS socket: {err}")))?;
+        let (link, local) = crate::dtls::DtlsLink::new(bound, None, Some(config))
+            .map_err(|err| Error::uri(format!("DTLS configuration: {err}")))?;
+        let family = link.family;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let default_timeout = self.config.request_timeout();
+        let ping_timeout = self.config.transmission.max_transmit_wait();
+        let block_szx = self.config.max_block_szx.min(UPLOAD_SZX);
+        let driver = Driver::new(
+            (Link::Dtls(Box::new(link)), local),
+            self.config,
+            rx,
+            self.trace,
+            None,
+        );
+        tokio::spawn(async move {
+            if let Err(err) = driver.run().await {
+                tracing::error!(%local, %err, "DTLS client driver stopped");
+            }
+        });
+        Ok(Client {
+            inner: Arc::new(Inner {
+                tx,
+                local,
+                family,
+                default_timeout,
+                ping_timeout,
+                block_szx,
+                progress: self.progress,
+                next_key: AtomicU64::new(0),
+                companions: None,
+                names: None,
+                oscore: self.oscore,
+            }),
+        })
+    }
+
     /// Binds to `addr` (e.g. `[::]:0`, dual-stack where the system allows it, or
     /// `0.0.0.0:0`) and starts the driver task. Must be called within a tokio runtime.
     pub async fn bind(self, addr: SocketAddr) -> io::Result<Client> {
@@ -263,8 +319,8 @@ struct Inner {
 /// The connection-oriented clients of a UDP client, one per scheme (RFC 8323 §8).
 struct Companions {
     builder: ClientBuilder,
-    /// `coap+tcp`, `coaps+tcp`, `coap+ws`, `coaps+ws`.
-    by_scheme: [tokio::sync::OnceCell<Client>; 4],
+    /// `coap+tcp`, `coaps+tcp`, `coap+ws`, `coaps+ws`, `coaps` (DTLS).
+    by_scheme: [tokio::sync::OnceCell<Client>; 5],
 }
 
 /// A CoAP client over one UDP socket.
@@ -371,13 +427,19 @@ impl Client {
             Scheme::CoapsTcp => 1,
             Scheme::CoapWs => 2,
             Scheme::CoapsWs => 3,
-            other => return Err(Error::uri(format!("scheme {other} is not supported yet"))),
+            Scheme::Coaps => 4,
         };
         let Some(companions) = &self.inner.companions else {
             return Ok(self.clone()); // Already the companion of its scheme.
         };
         companions.by_scheme[slot]
-            .get_or_try_init(|| async { companions.builder.clone().start_stream(scheme) })
+            .get_or_try_init(|| async {
+                if scheme == Scheme::Coaps {
+                    companions.builder.clone().start_dtls()
+                } else {
+                    companions.builder.clone().start_stream(scheme)
+                }
+            })
             .await
             .cloned()
     }
@@ -1033,12 +1095,6 @@ async fn prepare(
     mut request: Request,
 ) -> Result<(Scheme, SocketAddr, Request), Error> {
     let parsed = Uri::parse(uri).map_err(|e| Error::uri(e.to_string()))?;
-    if parsed.scheme == Scheme::Coaps {
-        return Err(Error::uri(format!(
-            "scheme {} is not supported yet",
-            parsed.scheme
-        )));
-    }
     let port = parsed.port_or_default();
     let family = client.inner.family;
     let mut host_buf = [0u8; MAX_URI_HOST];
@@ -1165,12 +1221,11 @@ mod tests {
 
     #[tokio::test]
     async fn unsupported_and_bad_uris() {
-        let err = prepared("coaps://127.0.0.1/x").await.unwrap_err();
+        // RFC 7252 §9: coaps needs DTLS credentials.
+        let client = Client::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let err = client.get("coaps://127.0.0.1/x").await.unwrap_err();
         assert!(err.is_uri());
-        assert_eq!(
-            err.to_string(),
-            "invalid URI: scheme coaps is not supported yet"
-        );
+        assert!(err.to_string().contains("DTLS credentials"), "{err}");
         assert!(prepared("http://127.0.0.1/").await.unwrap_err().is_uri());
         assert!(prepared("coap://127.0.0.1/#frag")
             .await

@@ -51,6 +51,8 @@ pub(crate) enum Link {
         /// Set for a client: connections are opened on demand (boxed: servers have none).
         dialer: Option<Box<Dialer>>,
     },
+    /// One UDP socket carrying DTLS sessions (`coaps://`, RFC 7252 §9).
+    Dtls(Box<crate::dtls::DtlsLink>),
 }
 
 /// The client side of a stream link: opens a connection the first time a peer is
@@ -110,7 +112,7 @@ impl Link {
     pub(crate) fn udp_socket(&self) -> Option<(Arc<UdpSocket>, Family)> {
         match self {
             Link::Udp { socket, family, .. } => Some((Arc::clone(socket), *family)),
-            Link::Stream { .. } => None,
+            Link::Stream { .. } | Link::Dtls(_) => None,
         }
     }
 }
@@ -126,6 +128,7 @@ impl Link {
         match self {
             Link::Udp { socket, .. } => LinkInput::Readable(socket.readable().await),
             Link::Stream { events, .. } => LinkInput::Conn(events.recv().await),
+            Link::Dtls(link) => LinkInput::Readable(link.socket.readable().await),
         }
     }
 }
@@ -298,7 +301,12 @@ impl Driver {
 
     /// The moment the loop must wake up even without input.
     fn next_wake(&self) -> Option<TokioInstant> {
-        let timer = self.endpoint.poll_timeout().map(|t| self.to_tokio(t));
+        let mut timer = self.endpoint.poll_timeout().map(|t| self.to_tokio(t));
+        if let Link::Dtls(link) = &self.link {
+            if let Some(t) = link.dtls.poll_timeout().map(|t| self.to_tokio(t)) {
+                timer = Some(timer.map_or(t, |a| a.min(t)));
+            }
+        }
         match (timer, self.shutdown_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -375,6 +383,12 @@ impl Driver {
             if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.endpoint.handle_timeout(now);
             }
+            if let Link::Dtls(link) = &mut self.link {
+                if link.dtls.poll_timeout().is_some_and(|t| t <= now) {
+                    link.dtls.handle_timeout(now);
+                }
+            }
+            self.dtls_events();
             self.flush().await;
             if self.events() {
                 self.flush().await;
@@ -396,6 +410,12 @@ impl Driver {
                     writer.close();
                 }
             }
+        }
+        // RFC 7252 §9.1, RFC 5246 §7.2.1: DTLS sessions end with close_notify.
+        let now = self.now();
+        if let Link::Dtls(link) = &mut self.link {
+            link.dtls.close_all(now);
+            link.flush().await;
         }
         // Whatever still waits learns that the driver stopped (its reply channel closes).
         self.pending.clear();
@@ -654,9 +674,53 @@ impl Driver {
         self.endpoint.handle_stream_message(now, peer, data);
     }
 
+    /// Routes the DTLS endpoint's events (decrypted messages to the CoAP endpoint);
+    /// the requests to a peer whose handshake failed fail with its reason.
+    fn dtls_events(&mut self) {
+        let now = self.now();
+        let Link::Dtls(link) = &mut self.link else {
+            return;
+        };
+        let failed = link.events(now, &mut self.endpoint, self.trace.as_ref());
+        for peer in failed {
+            self.fail_peer(peer);
+        }
+    }
+
+    /// Fails every request and observation to `peer` with the recorded DTLS failure.
+    fn fail_peer(&mut self, peer: SocketAddr) {
+        let now = self.now();
+        let Link::Dtls(link) = &self.link else {
+            return;
+        };
+        let Some((kind, text)) = link.failures.get(&peer).cloned() else {
+            return;
+        };
+        let ids: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(pending) = self.pending.remove(&id) {
+                self.keys.remove(&pending.key);
+                self.endpoint.cancel_request(now, id);
+                let _ = pending
+                    .reply
+                    .send(Outcome::ConnectFailed(kind, text.clone()));
+            }
+        }
+    }
+
     /// Reads up to [`BATCH`] datagrams without blocking.
     fn receive(&mut self) {
         let now = self.now();
+        if let Link::Dtls(link) = &mut self.link {
+            link.receive(now, BATCH);
+            self.dtls_events();
+            return;
+        }
         let Link::Udp {
             socket,
             buf,
@@ -700,6 +764,28 @@ impl Driver {
                 group_reply,
                 ..
             } => (&**group_reply.as_ref().unwrap_or(socket), *family),
+            Link::Dtls(_) => {
+                let now = self.now();
+                let mut failed = Vec::new();
+                while let Some(transmit) = self.endpoint.poll_transmit() {
+                    if let Some(trace) = &self.trace {
+                        trace(Direction::Sent, transmit.peer, None, &transmit.payload);
+                    }
+                    let Link::Dtls(link) = &mut self.link else {
+                        break;
+                    };
+                    if !link.send(now, transmit.peer, &transmit.payload) {
+                        failed.push(transmit.peer);
+                    }
+                }
+                for peer in failed {
+                    self.fail_peer(peer);
+                }
+                if let Link::Dtls(link) = &mut self.link {
+                    link.flush().await;
+                }
+                return;
+            }
             Link::Stream { conns, dialer, .. } => {
                 let now = self.start.elapsed();
                 let mut given_up = Vec::new();
@@ -893,6 +979,14 @@ impl Driver {
                     Some((kind, text)) => Outcome::ConnectFailed(*kind, text.clone()),
                     None => outcome,
                 },
+                // A request that ends while its DTLS handshake is still running (a peer
+                // that drops what it cannot decrypt, e.g. after a wrong PSK) says so.
+                (Outcome::Failed(_), Link::Dtls(link)) => {
+                    match link.pending_handshake(pending.peer) {
+                        Some(text) => Outcome::ConnectFailed(io::ErrorKind::TimedOut, text),
+                        None => outcome,
+                    }
+                }
                 _ => outcome,
             };
             // The receiver may be gone (future dropped, cancel still queued): fine.
@@ -965,8 +1059,13 @@ impl Driver {
                         server.observers.seal_with(id, sealer);
                     }
                 }
+                let security = match &self.link {
+                    Link::Dtls(link) => link.identity(peer),
+                    _ => None,
+                };
                 let ctx = crate::server::RequestContext {
                     peer,
+                    security,
                     request,
                     multicast,
                     confirmable,

@@ -67,6 +67,7 @@
 
 mod client;
 mod driver;
+mod dtls;
 mod error;
 pub mod multicast;
 mod observe;
@@ -91,6 +92,7 @@ pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
 pub use tcp::{StreamLimits, DEFAULT_STREAM_MESSAGE_SIZE, WRITE_BACKLOG};
 pub use udp::{canonical as canonical_addr, MAX_DATAGRAM_SIZE, SOCKET_BUFFER_SIZE};
 
+pub use corium_dtls;
 pub use corium_oscore;
 pub use corium_proto::wire::{self, Code, ContentFormat, OptionNumber};
 pub use corium_proto::{

@@ -38,6 +38,9 @@ pub struct RequestContext {
     pub multicast: bool,
     /// Whether the request came as a Confirmable message.
     pub confirmable: bool,
+    /// The identity the peer proved in the DTLS handshake (`coaps://`, RFC 7252 §9):
+    /// its PSK identity (text, lossily decoded); `None` for unsecured transports.
+    pub security: Option<Arc<str>>,
     pub(crate) params: Params,
 }
 
@@ -48,6 +51,7 @@ impl fmt::Debug for RequestContext {
             .field("request", &self.request)
             .field("multicast", &self.multicast)
             .field("confirmable", &self.confirmable)
+            .field("security", &self.security)
             .field("params", &self.params)
             .finish()
     }
@@ -61,6 +65,7 @@ impl RequestContext {
             request,
             multicast: false,
             confirmable: true,
+            security: None,
             params: Vec::new(),
         }
     }
@@ -249,6 +254,8 @@ pub struct ServerBuilder {
     oscore: Option<Arc<crate::oscore::ServerShared>>,
     /// Multicast groups to join (RFC 7252 §8), and their port.
     groups: Vec<(MulticastGroup, u16)>,
+    /// DTLS listeners (`coaps://`, RFC 7252 §9): address and configuration.
+    dtls: Vec<(SocketAddr, corium_dtls::ServerConfig)>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -274,6 +281,7 @@ impl Default for ServerBuilder {
             secure_and_ws: Vec::new(),
             groups: Vec::new(),
             oscore: None,
+            dtls: Vec::new(),
         }
     }
 }
@@ -397,6 +405,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serve CoAP over DTLS (`coaps://`, RFC 7252 §9) on a UDP socket bound to each
+    /// of `addrs` (5684 is the default port; port 0 lets the system choose), with
+    /// `config`'s credentials (PSK and/or certificate).
+    pub fn dtls(mut self, config: corium_dtls::ServerConfig, addrs: &[SocketAddr]) -> Self {
+        self.dtls
+            .extend(addrs.iter().map(|&addr| (addr, config.clone())));
+        self
+    }
+
     /// Binds one UDP socket per address, plus the TCP, TLS and WebSocket listeners asked
     /// for (TCP on the UDP port of each address). IPv6 sockets are IPv6-only
     /// (IPV6_V6ONLY), so `[::]:5683` and `0.0.0.0:5683` can be bound together. Nothing
@@ -420,6 +437,17 @@ impl ServerBuilder {
             rest.push((listener, accept, scheme));
         }
         listeners.extend(rest);
+        let mut dtls = Vec::with_capacity(self.dtls.len());
+        for (addr, config) in self.dtls {
+            let bound = udp::bind(addr, V6Mode::Only, self.reuse_address).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot bind coaps (DTLS) {addr}: {err}"),
+                )
+            })?;
+            tracing::debug!(local = %bound.local, "DTLS socket bound");
+            dtls.push((bound, config));
+        }
         let mut groups = Vec::with_capacity(self.groups.len());
         for (group, port) in self.groups {
             // The answers leave from a unicast socket that can reach the group's family.
@@ -466,6 +494,7 @@ impl ServerBuilder {
             shutdown_grace: self.shutdown_grace,
             trace: self.trace,
             oscore: self.oscore,
+            dtls,
         })
     }
 
@@ -557,6 +586,8 @@ pub struct Server {
     shutdown_grace: Duration,
     trace: Option<TraceFn>,
     oscore: Option<Arc<crate::oscore::ServerShared>>,
+    /// DTLS sockets (`coaps://`) and their configuration.
+    dtls: Vec<(BoundSocket, corium_dtls::ServerConfig)>,
 }
 
 impl fmt::Debug for Server {
@@ -586,6 +617,11 @@ impl Server {
             .filter(|(scheme, _)| *scheme == Scheme::CoapTcp)
             .map(|(_, addr)| addr)
             .collect()
+    }
+
+    /// The bound `coaps://` (DTLS) addresses (empty unless [`ServerBuilder::dtls`]).
+    pub fn dtls_addrs(&self) -> Vec<SocketAddr> {
+        self.dtls.iter().map(|(bound, _)| bound.local).collect()
     }
 
     /// Every connection-oriented listener (RFC 8323): its scheme and address.
@@ -624,6 +660,10 @@ impl Server {
                 Link::group(socket, group, unicast, family),
                 self.config.clone(),
             ));
+        }
+        for (bound, config) in self.dtls {
+            let (link, local) = crate::dtls::DtlsLink::new(bound, Some(config), None)?;
+            links.push(((Link::Dtls(Box::new(link)), local), self.config.clone()));
         }
         for (listener, accept, scheme) in self.listeners {
             let local = listener.local_addr()?;

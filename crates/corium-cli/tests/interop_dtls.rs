@@ -1,0 +1,271 @@
+//! CoAP over DTLS (`coaps://`, RFC 7252 §9) interop in PSK mode
+//! (TLS_PSK_WITH_AES_128_CCM_8, RFC 7925 §4.2), both directions, with libcoap 4.3.1:
+//!
+//! * `coap-client-openssl` / `coap-client-gnutls -u ID -k KEY coaps://…` →
+//!   `corium serve --psk ID:KEY`: GET and a block-wise GET (RFC 7959);
+//! * `corium get coaps://… --psk-identity ID --psk-key KEY` → `coap-server-openssl` /
+//!   `coap-server-gnutls -k KEY` (DTLS on the `-p` port + 1);
+//! * a wrong key gives `corium get` a clear DTLS error, not a CoAP timeout;
+//! * certificate mode (ECDHE_ECDSA, RFC 7925 §4.4): `corium get --ca` → `corium serve
+//!   --cert/--key`, and `corium get --ca --cert --key` → `coap-server-openssl` (PKI).
+//!
+//! A missing peer fails the test (see `scripts/install-peers.sh`). No timing asserts:
+//! limits are hang guards only.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{coap_tls_client, corium, corium_bin, LibcoapTlsServer};
+
+const IDENTITY: &str = "corium-interop";
+const KEY: &str = "secretPSK";
+const TEST_BODY: &str = "Code: 1 (GET)";
+
+/// `corium serve --bind 127.0.0.1:0 --dtls-bind 127.0.0.1:0 --psk ID:KEY`, the
+/// coaps address learned from its `corium serving coaps on ADDR` line.
+struct CoriumDtlsServer {
+    child: Child,
+    coaps: SocketAddr,
+}
+
+impl CoriumDtlsServer {
+    fn start() -> CoriumDtlsServer {
+        Self::start_with(&["--psk", &format!("{IDENTITY}:{KEY}")])
+    }
+
+    /// With `args` giving the credentials.
+    fn start_with(args: &[&str]) -> CoriumDtlsServer {
+        let mut child = Command::new(corium_bin())
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--dtls-bind",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn corium serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let coaps = loop {
+            // A hang guard, not a timing assertion.
+            let line = match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("no `corium serving coaps on` line ({e}); stdout: {seen:?}");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("corium serving coaps on ") {
+                let first = rest.split(", ").next().unwrap_or_default();
+                break first
+                    .parse::<SocketAddr>()
+                    .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+            }
+            seen.push(line);
+        };
+        assert_ne!(coaps.port(), 0, "port 0 not resolved");
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("corium serving coap on ")),
+            "the coap line comes first: {seen:?}"
+        );
+        CoriumDtlsServer { child, coaps }
+    }
+
+    fn uri(&self, path: &str) -> String {
+        format!("coaps://{}{path}", self.coaps)
+    }
+}
+
+impl Drop for CoriumDtlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn libcoap_client_against_corium(build: &str) {
+    let server = CoriumDtlsServer::start();
+    let get = coap_tls_client(build, &["-u", IDENTITY, "-k", KEY, &server.uri("/test")]);
+    get.assert_success()
+        .assert_libcoap_payload_contains(TEST_BODY);
+
+    // RFC 7959: the plugtest's /large comes in blocks, each its own DTLS record.
+    let large = coap_tls_client(build, &["-u", IDENTITY, "-k", KEY, &server.uri("/large")]);
+    large.assert_success();
+    assert!(
+        large.libcoap_payload().len() > 1024,
+        "block-wise body: {}",
+        large.describe()
+    );
+}
+
+/// `coap-client-openssl` → `corium serve --psk` (RFC 7252 §9.1.3.1).
+#[test]
+fn openssl_client_psk() {
+    libcoap_client_against_corium("openssl");
+}
+
+/// `coap-client-gnutls` → `corium serve --psk`.
+#[test]
+fn gnutls_client_psk() {
+    libcoap_client_against_corium("gnutls");
+}
+
+fn corium_against_libcoap_server(build: &str) {
+    let server = LibcoapTlsServer::start(build, &["-k", KEY]);
+    let uri = format!("coaps://127.0.0.1:{}/", server.tls.port());
+    let get = corium(&["get", &uri, "--psk-identity", IDENTITY, "--psk-key", KEY]);
+    get.assert_success()
+        .assert_stdout_contains("This is a test server made with libcoap");
+
+    // The same key in 0x-hex form.
+    let hex: String = KEY.bytes().map(|b| format!("{b:02x}")).collect();
+    let get = corium(&[
+        "get",
+        &uri,
+        "--psk-identity",
+        IDENTITY,
+        "--psk-key",
+        &format!("0x{hex}"),
+    ]);
+    get.assert_success()
+        .assert_stdout_contains("This is a test server made with libcoap");
+
+    // A wrong key: a clear DTLS error, not a CoAP timeout.
+    let wrong = corium(&[
+        "get",
+        &uri,
+        "--psk-identity",
+        IDENTITY,
+        "--psk-key",
+        "not-the-key",
+    ]);
+    assert_ne!(wrong.code(), Some(0), "{}", wrong.describe());
+    wrong.assert_stderr_contains("DTLS");
+}
+
+/// `corium get` → `coap-server-openssl -k KEY` (DTLS on PORT+1).
+#[test]
+fn corium_client_openssl_server_psk() {
+    corium_against_libcoap_server("openssl");
+}
+
+/// `corium get` → `coap-server-gnutls -k KEY`.
+#[test]
+fn corium_client_gnutls_server_psk() {
+    corium_against_libcoap_server("gnutls");
+}
+
+/// `coaps://` without credentials is a usage error naming the options.
+#[test]
+fn coaps_without_credentials() {
+    let out = corium(&["get", "coaps://127.0.0.1:5684/"]);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    out.assert_stderr_contains("--psk-identity");
+}
+
+/// A CA, a server certificate for `localhost`/127.0.0.1 and a client certificate (all
+/// ECDSA P-256, as DTLS certificate mode needs), as PEM files in a fresh directory.
+fn pki(tag: &str) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("corium-dtls-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    for (name, sans) in [
+        (
+            "server",
+            vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        ),
+        ("client", vec!["client.example".to_owned()]),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(sans)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    dir
+}
+
+/// Certificate mode (RFC 7925 §4.4) through the CLI: `corium get --ca` against
+/// `corium serve --cert/--key`, and a wrong trust anchor is a DTLS error.
+#[test]
+fn corium_certificate_mode() {
+    let dir = pki("cli");
+    let arg = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let server =
+        CoriumDtlsServer::start_with(&["--cert", &arg("server.pem"), "--key", &arg("server.key")]);
+    let uri = format!("coaps://127.0.0.1:{}/test", server.coaps.port());
+    let get = corium(&["get", &uri, "--ca", &arg("ca.pem")]);
+    get.assert_success().assert_stdout_contains(TEST_BODY);
+
+    let wrong = corium(&["get", &uri, "--ca", &arg("client.pem")]);
+    assert_ne!(wrong.code(), Some(0), "{}", wrong.describe());
+    wrong.assert_stderr_contains("DTLS");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Certificate mode: `corium get --ca --cert --key` → `coap-server-openssl` in PKI mode
+/// (DTLS on PORT+1).
+#[test]
+fn corium_client_openssl_server_certificate() {
+    let dir = pki("openssl");
+    let arg = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let server = LibcoapTlsServer::start(
+        "openssl",
+        &[
+            "-c",
+            &arg("server.pem"),
+            "-j",
+            &arg("server.key"),
+            "-C",
+            &arg("ca.pem"),
+            // libcoap 4.3.1 checks client certificates against -R (root CAs).
+            "-R",
+            &arg("ca.pem"),
+        ],
+    );
+    let uri = format!("coaps://127.0.0.1:{}/", server.tls.port());
+    let get = corium(&[
+        "get",
+        &uri,
+        "--ca",
+        &arg("ca.pem"),
+        "--cert",
+        &arg("client.pem"),
+        "--key",
+        &arg("client.key"),
+    ]);
+    get.assert_success()
+        .assert_stdout_contains("This is a test server made with libcoap");
+    let _ = std::fs::remove_dir_all(&dir);
+}
