@@ -182,6 +182,10 @@ pub struct EndpointConfig {
     /// non-atomic); every other upload is reassembled by the endpoint (atomic). `None`
     /// (the default): all atomic.
     pub block1_passthrough: Option<Block1Passthrough>,
+    /// Reliable transports: after this long without receiving anything on a
+    /// connection, send a Ping (RFC 8323 §5.4); if nothing arrives within the same time
+    /// again, the peer is gone: Abort and close. `None` (the default): never.
+    pub keepalive_ping: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -214,6 +218,7 @@ impl Default for EndpointConfig {
             framing: None,
             max_message_size: corium_wire::DEFAULT_MAX_MESSAGE_SIZE,
             block1_passthrough: None,
+            keepalive_ping: None,
         }
     }
 }

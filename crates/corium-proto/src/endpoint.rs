@@ -208,6 +208,8 @@ enum TimerKind {
     NotifyRetransmit(u64),
     /// Re-register an observation whose latest notification is stale (RFC 7641 §3.3.1).
     ObserveRefresh(u64),
+    /// Check a connection of a reliable transport for silence (RFC 8323 §5.4).
+    KeepAlive(u64),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -327,6 +329,8 @@ pub struct Endpoint<P: Peer> {
     framing: Option<Framing>,
     /// Per-connection state of a reliable transport (the peer's CSM).
     connections: HashMap<P, Connection>,
+    /// The connections by the number their keep-alive timer names.
+    connection_ids: HashMap<u64, P>,
     /// Connections the runtime is to close once the transmits queued before are sent.
     closes: VecDeque<P>,
 }
@@ -435,6 +439,7 @@ impl<P: Peer> Endpoint<P> {
             observations: Observations::new(),
             framing,
             connections: HashMap::new(),
+            connection_ids: HashMap::new(),
             closes: VecDeque::new(),
         }
     }
@@ -1715,6 +1720,7 @@ impl<P: Peer> Endpoint<P> {
                 }
                 TimerKind::NotifyRetransmit(id) => self.notification_retransmit(now, id),
                 TimerKind::ObserveRefresh(id) => self.observe_refresh(now, id),
+                TimerKind::KeepAlive(id) => self.keepalive(now, id),
             }
         }
     }

@@ -22,7 +22,7 @@ use corium_wire::{
     DEFAULT_MAX_MESSAGE_SIZE, MAX_TOKEN_LEN,
 };
 
-use super::{Endpoint, Event, Peer, RequestId, Transmit};
+use super::{Endpoint, Event, Peer, RequestId, TimerKind, Transmit};
 use crate::blockwise::BlockLimit;
 use crate::codec::{self, Inbound};
 use crate::error::{RequestError, SendError};
@@ -47,11 +47,20 @@ pub(crate) struct Connection {
     max_token_len: usize,
     /// The peer sent Release: close once its requests are answered (§5.5).
     released_by_peer: bool,
+    /// The number the keep-alive timer names this connection by.
+    id: u64,
+    /// When the peer last sent anything.
+    last_received: Instant,
+    /// A keep-alive Ping went out and nothing has come since.
+    pinged: bool,
 }
 
 impl Connection {
-    fn new() -> Self {
+    fn new(id: u64, now: Instant) -> Self {
         Connection {
+            id,
+            last_received: now,
+            pinged: false,
             csm_received: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             block_wise: false,
@@ -109,6 +118,8 @@ pub enum AbortReason {
     Malformed(StreamError),
     /// The application asked ([`Endpoint::abort`]).
     Local,
+    /// Nothing came back to a keep-alive Ping (`EndpointConfig::keepalive_ping`).
+    PeerUnresponsive,
 }
 
 impl fmt::Display for AbortReason {
@@ -121,6 +132,7 @@ impl fmt::Display for AbortReason {
             }
             AbortReason::Malformed(err) => write!(f, "{err}"),
             AbortReason::Local => f.write_str("connection aborted"),
+            AbortReason::PeerUnresponsive => f.write_str("no answer to a keep-alive Ping"),
         }
     }
 }
@@ -152,7 +164,13 @@ impl<P: Peer> Endpoint<P> {
         if self.connections.contains_key(&peer) {
             return;
         }
-        self.connections.insert(peer.clone(), Connection::new());
+        let id = self.alloc_id();
+        self.connections
+            .insert(peer.clone(), Connection::new(id, now));
+        self.connection_ids.insert(id, peer.clone());
+        if let Some(every) = self.config.keepalive_ping {
+            self.timers.insert(now + every, TimerKind::KeepAlive(id));
+        }
         let _ = self.peer_state(now, &peer);
         let mut options = Options::new();
         let size = u32::try_from(self.config.max_message_size).unwrap_or(u32::MAX);
@@ -186,6 +204,10 @@ impl<P: Peer> Endpoint<P> {
         }
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_active = now;
+        }
+        if let Some(c) = self.connections.get_mut(&peer) {
+            c.last_received = now;
+            c.pinged = false;
         }
         if code.is_empty() {
             return; // §5.4: Empty messages are a keep-alive, always ignored.
@@ -484,11 +506,38 @@ impl<P: Peer> Endpoint<P> {
         }
     }
 
-    /// Forgets everything about a connection and reports what it ends.
-    fn end_connection(&mut self, now: Instant, peer: P, reason: ConnectionEnd) {
-        if self.connections.remove(&peer).is_none() {
+    /// The keep-alive timer of connection `id` (RFC 8323 §5.4): a connection silent for
+    /// `keepalive_ping` gets a Ping; one still silent after another such period is
+    /// aborted as dead.
+    pub(super) fn keepalive(&mut self, now: Instant, id: u64) {
+        let (Some(every), Some(framing)) = (self.config.keepalive_ping, self.framing) else {
+            return;
+        };
+        let Some(peer) = self.connection_ids.get(&id).cloned() else {
+            return;
+        };
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        let quiet_until = conn.last_received + every;
+        if now < quiet_until {
+            self.timers.insert(quiet_until, TimerKind::KeepAlive(id));
             return;
         }
+        if conn.pinged {
+            return self.abort(now, peer, AbortReason::PeerUnresponsive);
+        }
+        conn.pinged = true;
+        self.send_signal(framing, peer, Code::PING, &[], &Options::new(), &[]);
+        self.timers.insert(now + every, TimerKind::KeepAlive(id));
+    }
+
+    /// Forgets everything about a connection and reports what it ends.
+    fn end_connection(&mut self, now: Instant, peer: P, reason: ConnectionEnd) {
+        let Some(conn) = self.connections.remove(&peer) else {
+            return;
+        };
+        self.connection_ids.remove(&conn.id);
         let clients: Vec<u64> = self
             .clients
             .iter()

@@ -159,6 +159,7 @@ impl ClientBuilder {
         let config = EndpointConfig {
             framing: Some(framing),
             max_message_size: self.stream_limits.max_message_size,
+            keepalive_ping: self.stream_limits.ping_after,
             ..self.config
         };
         let limits = StreamLimits {

@@ -677,6 +677,7 @@ impl Server {
             let config = EndpointConfig {
                 framing: Some(framing),
                 max_message_size: self.stream_limits.max_message_size,
+                keepalive_ping: self.stream_limits.ping_after,
                 ..self.config.clone()
             };
             let limits = StreamLimits {

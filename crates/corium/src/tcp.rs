@@ -70,6 +70,10 @@ pub struct StreamLimits {
     /// §5.4: "can always be sent and MUST be ignored by the recipient"), so that NAT
     /// mappings and the peer's idle timeout see a live connection. `None`: never.
     pub keepalive: Option<Duration>,
+    /// After this long without receiving anything, a Ping goes out (RFC 8323 §5.4); a
+    /// peer that stays silent as long again is taken for dead: Abort and close.
+    /// `None`: never.
+    pub ping_after: Option<Duration>,
 }
 
 /// The Max-Message-Size a connection announces by default: 64 KiB BERT blocks plus room
@@ -86,6 +90,7 @@ impl Default for StreamLimits {
             frame_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             keepalive: Some(Duration::from_secs(120)),
+            ping_after: Some(Duration::from_secs(120)),
         }
     }
 }

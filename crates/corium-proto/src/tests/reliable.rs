@@ -413,3 +413,34 @@ fn observe_values_are_ignored_on_reception() {
         .collect();
     assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
 }
+
+#[test]
+fn keepalive_ping_detects_a_silent_peer() {
+    // RFC 8323 §5.4: a connection silent for the keep-alive period gets a Ping; the
+    // peer's Pong keeps it; a peer that stays silent is aborted.
+    let server = EndpointConfig {
+        keepalive_ping: Some(Duration::from_secs(10)),
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::connected(14, Framing::Tcp, EndpointConfig::default(), server);
+    pair.run_for(Duration::from_secs(35));
+    let sent = messages(&pair, SERVER, Framing::Tcp);
+    assert!(
+        sent.iter().any(|(c, _, _)| *c == Code::PING),
+        "a Ping went out"
+    );
+    let answered = messages(&pair, CLIENT, Framing::Tcp);
+    assert!(
+        answered.iter().any(|(c, _, _)| *c == Code::PONG),
+        "the client answered"
+    );
+    assert!(pair.closed.is_empty(), "an answering peer is kept");
+    // The client goes silent (everything it sends is lost).
+    pair.faults.loss = 1.0;
+    pair.run_for(Duration::from_secs(40));
+    assert_eq!(pair.closed.first(), Some(&(SERVER, CLIENT)));
+    assert_eq!(
+        server_ended(&pair),
+        [ConnectionEnd::Aborted(AbortReason::PeerUnresponsive)]
+    );
+}
