@@ -154,20 +154,18 @@ impl ClientBuilder {
         } else {
             corium_proto::wire::Framing::Tcp
         };
-        let (tx, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::channel(1024);
         let config = EndpointConfig {
             framing: Some(framing),
             max_message_size: self.stream_limits.max_message_size,
             keepalive_ping: self.stream_limits.ping_after,
-            ..self.config
+            ..self.config.clone()
         };
         let limits = StreamLimits {
             max_token_len: config.max_incoming_token_len,
-            ..self.stream_limits
+            ..self.stream_limits.clone()
         };
         let default_timeout = config.request_timeout();
-        let block_szx = config.max_block_szx.min(UPLOAD_SZX);
         let names = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         let dialer = Dialer {
             events: events_tx,
@@ -184,27 +182,14 @@ impl ClientBuilder {
             dialer: Some(Box::new(dialer)),
         };
         let local = SocketAddr::from(([0, 0, 0, 0], 0));
-        let driver = Driver::new((link, local), config, rx, self.trace, None);
-        tokio::spawn(async move {
-            if let Err(err) = driver.run().await {
-                tracing::error!(%err, %scheme, "client driver stopped");
-            }
-        });
-        Ok(Client {
-            inner: Arc::new(Inner {
-                tx,
-                local,
-                family: Family::Dual,
-                default_timeout,
-                ping_timeout: default_timeout,
-                block_szx,
-                progress: self.progress,
-                next_key: AtomicU64::new(0),
-                companions: None,
-                names: Some(names),
-                oscore: self.oscore.clone(),
-            }),
-        })
+        let ping_timeout = config.request_timeout();
+        Ok(self.launch(
+            config,
+            (link, local),
+            Family::Dual,
+            ping_timeout,
+            Role::Stream(names),
+        ))
     }
 
     /// Starts the `coaps://` companion: its own UDP socket carrying DTLS sessions, one
@@ -221,37 +206,15 @@ impl ClientBuilder {
         let (link, local) = crate::dtls::DtlsLink::new(bound, None, Some(config))
             .map_err(|err| Error::uri(format!("DTLS configuration: {err}")))?;
         let family = link.family;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let default_timeout = self.config.request_timeout();
-        let ping_timeout = self.config.transmission.max_transmit_wait();
-        let block_szx = self.config.max_block_szx.min(UPLOAD_SZX);
-        let driver = Driver::new(
+        let config = self.config.clone();
+        let ping_timeout = config.transmission.max_transmit_wait();
+        Ok(self.launch(
+            config,
             (Link::Dtls(Box::new(link)), local),
-            self.config,
-            rx,
-            self.trace,
-            None,
-        );
-        tokio::spawn(async move {
-            if let Err(err) = driver.run().await {
-                tracing::error!(%local, %err, "DTLS client driver stopped");
-            }
-        });
-        Ok(Client {
-            inner: Arc::new(Inner {
-                tx,
-                local,
-                family,
-                default_timeout,
-                ping_timeout,
-                block_szx,
-                progress: self.progress,
-                next_key: AtomicU64::new(0),
-                companions: None,
-                names: None,
-                oscore: self.oscore,
-            }),
-        })
+            family,
+            ping_timeout,
+            Role::Dtls,
+        ))
     }
 
     /// Binds to `addr` (e.g. `[::]:0`, dual-stack where the system allows it, or
@@ -261,23 +224,48 @@ impl ClientBuilder {
         if let Some(interface) = self.multicast_if {
             socket2::SockRef::from(&bound.socket).set_multicast_if_v4(&interface)?;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let local = bound.local;
         let family = bound.family;
-        let default_timeout = self.config.request_timeout();
-        let ping_timeout = self.config.transmission.max_transmit_wait();
-        let block_szx = self.config.max_block_szx.min(UPLOAD_SZX);
-        let companions = Some(Box::new(Companions {
+        let config = self.config.clone();
+        let ping_timeout = config.transmission.max_transmit_wait();
+        let companions = Box::new(Companions {
             builder: self.clone(),
             by_scheme: Default::default(),
-        }));
-        let driver = Driver::new(Link::udp(bound), self.config, rx, self.trace, None);
+        });
+        Ok(self.launch(
+            config,
+            Link::udp(bound),
+            family,
+            ping_timeout,
+            Role::Udp(companions),
+        ))
+    }
+
+    /// Starts the driver task of `link` under `config` and returns the client that
+    /// commands it. The UDP client, its connection companions and its DTLS companion
+    /// differ only in what they pass here.
+    fn launch(
+        self,
+        config: EndpointConfig,
+        (link, local): (Link, SocketAddr),
+        family: Family,
+        ping_timeout: Duration,
+        role: Role,
+    ) -> Client {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let default_timeout = config.request_timeout();
+        let block_szx = config.max_block_szx.min(UPLOAD_SZX);
+        let driver = Driver::new((link, local), config, rx, self.trace, None);
         tokio::spawn(async move {
             if let Err(err) = driver.run().await {
                 tracing::error!(%local, %err, "client driver stopped");
             }
         });
-        Ok(Client {
+        let (companions, names) = match role {
+            Role::Udp(companions) => (Some(companions), None),
+            Role::Stream(names) => (None, Some(names)),
+            Role::Dtls => (None, None),
+        };
+        Client {
             inner: Arc::new(Inner {
                 tx,
                 local,
@@ -288,11 +276,24 @@ impl ClientBuilder {
                 progress: self.progress,
                 next_key: AtomicU64::new(0),
                 companions,
-                names: None,
+                names,
                 oscore: self.oscore,
             }),
-        })
+        }
     }
+}
+
+/// The host names a connection companion addressed each peer by.
+type HostNames = Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>;
+
+/// What kind of client [`ClientBuilder::launch`] starts.
+enum Role {
+    /// The UDP client the application holds, with its companions.
+    Udp(Box<Companions>),
+    /// A companion for an RFC 8323 scheme.
+    Stream(HostNames),
+    /// The `coaps://` companion.
+    Dtls,
 }
 
 struct Inner {
@@ -312,7 +313,7 @@ struct Inner {
     /// request of its scheme; `None` in a companion itself.
     companions: Option<Box<Companions>>,
     /// In a companion: the host names requests addressed each peer by.
-    names: Option<Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>>,
+    names: Option<HostNames>,
     /// RFC 8613: the contexts that protect requests to matching URIs.
     oscore: Option<Arc<crate::oscore::OscoreClient>>,
 }
