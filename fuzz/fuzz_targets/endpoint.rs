@@ -15,7 +15,8 @@
 //!   late (a separate response, §5.2.2); bit 7 makes the client send another request.
 //!
 //! After every step, datagrams between the two endpoints are pumped until quiet, every
-//! event is drained, requests with an even `IncomingId` are answered 2.05 at once and odd
+//! event is drained, requests with an even `IncomingId` are answered 2.05 at once (every
+//! fourth with a body over the server's amplification limit, RFC 9175 §2.4) and odd
 //! ones are left pending. Everything an endpoint transmits must parse, and the table
 //! sizes (`Endpoint::stats`) must stay within the configured hard limits.
 #![no_main]
@@ -27,7 +28,8 @@ use std::time::Duration;
 
 use corium_proto::wire::{Code, Message};
 use corium_proto::{
-    Endpoint, EndpointConfig, Event, IncomingId, Instant, Request, RequestOptions, Response, Token,
+    AmplificationLimit, Endpoint, EndpointConfig, Event, IncomingId, Instant, Request,
+    RequestOptions, RespondError, Response, Token,
 };
 use libfuzzer_sys::fuzz_target;
 use rand::rngs::SmallRng;
@@ -79,6 +81,9 @@ fn check_limits(name: &str, ep: &Endpoint<u8>) {
         "{name}: {s:?}"
     );
     assert!(s.peers <= c.max_peers, "{name}: {s:?}");
+    if let Some(limit) = &c.amplification_limit {
+        assert!(s.verified_addresses <= limit.max_verified_peers, "{name}: {s:?}");
+    }
 }
 
 struct Harness {
@@ -111,8 +116,14 @@ impl Harness {
             if let Event::Request(req) = event {
                 assert!(req.request.method.is_request(), "{req:?}");
                 if req.id.0 % 2 == 0 {
-                    ep.respond(now, req.id, Response::new(Code::CONTENT))
-                        .unwrap_or_else(|e| panic!("respond to fresh {:?}: {e:?}", req.id));
+                    // Every fourth answer is larger than the amplification limit of an
+                    // unverified peer (RFC 9175 §2.4 item 3).
+                    let size = if req.id.0 % 4 == 0 { 700 } else { 0 };
+                    let response = Response::with_payload(Code::CONTENT, vec![b'x'; size]);
+                    match ep.respond(now, req.id, response) {
+                        Ok(()) | Err(RespondError::AddressUnverified) => {}
+                        Err(e) => panic!("respond to fresh {:?}: {e:?}", req.id),
+                    }
                 } else if server {
                     self.pending.push_back(req.id);
                 }
@@ -191,7 +202,16 @@ fn check_wire(from: &str, to: u8, bytes: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let mut h = Harness {
         now: Instant::ZERO,
-        server: Endpoint::new(config(), Box::new(SmallRng::seed_from_u64(0))),
+        server: Endpoint::new(
+            EndpointConfig {
+                amplification_limit: Some(AmplificationLimit {
+                    max_verified_peers: 4,
+                    ..AmplificationLimit::default()
+                }),
+                ..config()
+            },
+            Box::new(SmallRng::seed_from_u64(0)),
+        ),
         client: Endpoint::new(config(), Box::new(SmallRng::seed_from_u64(1))),
         pending: VecDeque::new(),
     };

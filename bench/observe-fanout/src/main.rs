@@ -13,7 +13,10 @@
 //!   observable resource `/obs`; once the load process says `START`, notifies all
 //!   observers as fast as the driver sends them (one `Observable::notify` outstanding),
 //!   limited to `--window` notifications not yet reported received by the clients.
-//!   Counts sent NON notifications through the server's datagram trace hook.
+//!   Counts sent NON notifications through the server's datagram trace hook. Reads its
+//!   `VmRSS` / `RssAnon` idle (no relation), with every observer registered, after
+//!   notifying, and with `--settle S`, S seconds later (past EXCHANGE_LIFETIME, 247 s, the
+//!   registrations' deduplication entries have expired, RFC 7252 §4.5).
 //! - `clients --server ADDR --control ADDR --sockets K --per-socket M`: K UDP sockets
 //!   register M observations each (distinct tokens), then count the notifications they
 //!   receive and report progress to the server's control socket.
@@ -61,8 +64,8 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: observe-fanout memory [--relations N] [--peers P] [--dedup-cap C] [--rounds R]\n\
-         \x20      observe-fanout server --bind ADDR --control ADDR [--warmup S] [--duration S] [--window N]\n\
-         \x20      observe-fanout clients --server ADDR --control ADDR [--sockets K] [--per-socket M] [--report N]"
+         \x20      observe-fanout server --bind ADDR --control ADDR [--warmup S] [--duration S] [--window N] [--settle S]\n\
+         \x20      observe-fanout clients --server ADDR --control ADDR [--sockets K] [--per-socket M] [--report N] [--timeout S]"
     );
     std::process::exit(2);
 }
@@ -122,10 +125,15 @@ fn registration(buf: &mut Vec<u8>, mid: u16, token: u64) {
 
 /// `VmRSS` of this process in bytes.
 fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// A `/proc/self/status` field given in kB (`VmRSS:`, `RssAnon:`, ...), in bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
 }
@@ -287,6 +295,7 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
     let warmup = Duration::from_secs(opts.num("warmup", 1));
     let duration = Duration::from_secs(opts.num("duration", 10));
     let window = opts.num("window", 0);
+    let settle = Duration::from_secs(opts.num("settle", 0));
 
     let obs = Observable::new();
     let runs = Arc::new(AtomicU64::new(0));
@@ -329,6 +338,7 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
     // Settle, then the idle RSS (no relations) for the runtime's per-relation figure.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle = rss_bytes();
+    let anon_idle = status_bytes("RssAnon:");
     println!("READY {bind} control {control}");
     let mut buf = [0u8; 256];
     let (len, client) = loop {
@@ -356,6 +366,7 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
     }
     let observers = obs.observer_count() as u64;
     let rss_observed = rss_bytes();
+    let anon_observed = status_bytes("RssAnon:");
     eprintln!("server: {observers} observers registered (load process: {relations})");
 
     let mut n = Notifier {
@@ -384,15 +395,37 @@ async fn server(opts: &Opts) -> Result<(), BoxError> {
     // Let the driver flush the last round before counting.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (secs, sent1) = (t0.elapsed().as_secs_f64(), sent.load(Ordering::Relaxed));
+    // After notifying: each relation has sent notifications (steady state), and the
+    // buffers of a round have been used once.
+    let (rss_notified, anon_notified) = (rss_bytes(), status_bytes("RssAnon:"));
+    // After EXCHANGE_LIFETIME the registrations' deduplication entries have expired
+    // (RFC 7252 §4.5): what is left is the relations' own state.
+    let (mut rss_settled, mut anon_settled) = (0, 0);
+    if !settle.is_zero() {
+        eprintln!(
+            "server: waiting {} s for the deduplication entries to expire",
+            settle.as_secs()
+        );
+        tokio::time::sleep(settle).await;
+        (rss_settled, anon_settled) = (rss_bytes(), status_bytes("RssAnon:"));
+    }
     ctrl.send_to(b"STOP", client).await?;
     let (total, stalls) = (sent1 - n.sent_before, n.stalls);
+    let per = |rss: u64, idle: u64| rss.saturating_sub(idle) as f64 / observers.max(1) as f64;
     println!(
         "RESULT role=server observers={observers} rounds={rounds} sent={} secs={secs:.3} rate={:.0} \
          total_sent={total} stalls={stalls} window={window} rss_idle={rss_idle} \
-         rss_observed={rss_observed} rss_per_relation={:.0}",
+         rss_observed={rss_observed} rss_per_relation={:.0} anon_idle={anon_idle} \
+         anon_observed={anon_observed} anon_per_relation={:.0} rss_notified={rss_notified} \
+         anon_notified={anon_notified} rss_per_relation_notified={:.0} rss_settled={rss_settled} \
+         anon_settled={anon_settled} rss_per_relation_settled={:.0} settle={}",
         sent1 - sent0,
         (sent1 - sent0) as f64 / secs,
-        rss_observed.saturating_sub(rss_idle) as f64 / observers.max(1) as f64,
+        per(rss_observed, rss_idle),
+        per(anon_observed, anon_idle),
+        per(rss_notified, rss_idle),
+        per(rss_settled, rss_idle),
+        settle.as_secs(),
     );
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;

@@ -33,7 +33,12 @@ use corium_proto::{Endpoint, EndpointConfig, Event, Request, RequestId, RequestO
 use rand::SeedableRng as _;
 use tokio::net::UdpSocket;
 
+use crate::bench_oscore::{Bindings, OscoreLoad};
 use crate::{BenchArgs, Failure, EXIT_NO_RESPONSE, EXIT_OK};
+
+/// `coaps://` (DTLS, PSK): requests, handshakes and idle sessions.
+#[path = "bench_dtls.rs"]
+mod dtls;
 
 /// How long a message ID stays reserved in the load generator's endpoint.
 ///
@@ -243,12 +248,14 @@ impl Conn {
     }
 }
 
-/// Records the outcomes the endpoint of `conn` reports.
+/// Records the outcomes the endpoint of `conn` reports; with OSCORE, each response
+/// counts with its verified inner code.
 fn drain_events(
     conn: &mut Conn,
     t: corium_proto::Instant,
     in_flight: &mut HashMap<(u64, RequestId), (corium_proto::Instant, bool)>,
     tally: &mut Tally,
+    oscore: Option<(&OscoreLoad, &mut Bindings)>,
 ) {
     let Conn {
         ep,
@@ -256,7 +263,18 @@ fn drain_events(
         in_flight: conn_in_flight,
         ..
     } = conn;
-    record_outcomes(ep, *generation, conn_in_flight, t, in_flight, tally);
+    match oscore {
+        Some((load, bindings)) => record_outcomes_with(
+            ep,
+            *generation,
+            conn_in_flight,
+            t,
+            in_flight,
+            tally,
+            &mut |key, response| bindings.verify(load, key, response),
+        ),
+        None => record_outcomes(ep, *generation, conn_in_flight, t, in_flight, tally),
+    }
 }
 
 /// Records the outcomes `ep` reports for requests of `generation`.
@@ -268,11 +286,32 @@ fn record_outcomes(
     in_flight: &mut HashMap<(u64, RequestId), (corium_proto::Instant, bool)>,
     tally: &mut Tally,
 ) {
+    record_outcomes_with(
+        ep,
+        generation,
+        conn_in_flight,
+        t,
+        in_flight,
+        tally,
+        &mut |_, response| response.code,
+    );
+}
+
+/// [`record_outcomes`], counting each response with the code `code_of` gives it.
+fn record_outcomes_with(
+    ep: &mut Endpoint<SocketAddr>,
+    generation: u64,
+    conn_in_flight: &mut usize,
+    t: corium_proto::Instant,
+    in_flight: &mut HashMap<(u64, RequestId), (corium_proto::Instant, bool)>,
+    tally: &mut Tally,
+    code_of: &mut dyn FnMut((u64, RequestId), &corium::Response) -> corium::Code,
+) {
     while let Some(event) = ep.poll_event() {
         let (request, code) = match event {
             Event::Response {
                 request, response, ..
-            } => (request, Some(response.code)),
+            } => (request, Some(code_of((generation, request), &response))),
             Event::RequestFailed { request, .. } => (request, None),
             _ => continue,
         };
@@ -313,7 +352,7 @@ async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<us
 /// no message ID is ever reused towards the server, and its deduplication
 /// cache (RFC 7252 §4.5, EXCHANGE_LIFETIME) cannot mistake a new request for
 /// an old one, however fast the load.
-async fn worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
+async fn worker(plan: Arc<Plan>, oscore: Option<Arc<OscoreLoad>>) -> std::io::Result<Tally> {
     let now = || corium_proto::Instant::from_duration(plan.epoch.elapsed());
     let deadline = |since_epoch: Duration| tokio::time::Instant::from_std(plan.epoch + since_epoch);
     let options = RequestOptions {
@@ -333,12 +372,26 @@ async fn worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
     let mut tally = Tally::default();
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut old_buf = vec![0u8; RECV_BUFFER];
+    let mut bindings = Bindings::default();
 
     loop {
         let t = now();
-        drain_events(&mut current, t, &mut in_flight, &mut tally);
+        let load = oscore.as_deref();
+        drain_events(
+            &mut current,
+            t,
+            &mut in_flight,
+            &mut tally,
+            load.map(|l| (l, &mut bindings)),
+        );
         if let Some(old) = draining.as_mut() {
-            drain_events(old, t, &mut in_flight, &mut tally);
+            drain_events(
+                old,
+                t,
+                &mut in_flight,
+                &mut tally,
+                load.map(|l| (l, &mut bindings)),
+            );
         }
         let sending = t < end;
         if !sending && (in_flight.is_empty() || t >= grace_end) {
@@ -351,11 +404,25 @@ async fn worker(plan: Arc<Plan>) -> std::io::Result<Tally> {
         // Keep the window full (a socket near its message-ID budget waits
         // for the previous one to drain).
         while sending && in_flight.len() < plan.window && current.requests < plan.max_per_socket {
+            // RFC 8613 §8.1: every request protected anew, with its own Partial IV.
+            let (protected, binding) = match &oscore {
+                Some(load) => {
+                    let (outer, binding) = load
+                        .protect(&plan.request)
+                        .map_err(|f| std::io::Error::other(f.message))?;
+                    (Some(outer), Some(binding))
+                }
+                None => (None, None),
+            };
+            let request = protected.as_ref().unwrap_or(&plan.request);
             match current
                 .ep
-                .send_request(t, plan.peer, &plan.request, options.clone())
+                .send_request(t, plan.peer, request, options.clone())
             {
                 Ok(id) => {
+                    if let Some(binding) = binding {
+                        bindings.insert((current.generation, id), binding);
+                    }
                     let measured = t >= warmup_end;
                     if measured {
                         tally.sent += 1;
@@ -631,6 +698,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         .build()
         .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
 
+    if target.scheme == corium::wire::Scheme::Coaps {
+        return dtls::run(&args, &target, peer, &runtime);
+    }
     let grace = args.timeout.min(MAX_GRACE);
     let plan = Arc::new(Plan {
         peer,
@@ -666,15 +736,24 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         Scheme::CoapWs => Some(true),
         other => {
             return Err(Failure::usage(format!(
-                "corium bench speaks coap://, coap+tcp:// and coap+ws://, not {other}"
+                "corium bench speaks coap://, coaps://, coap+tcp:// and coap+ws://, not {other}"
             )))
         }
+    };
+    let oscore = match (&args.credentials, stream) {
+        (Some(file), None) => Some(Arc::new(OscoreLoad::load(file, &args.uri)?)),
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage(
+                "--credentials (OSCORE) is for coap:// targets in corium bench",
+            ))
+        }
+        (None, _) => None,
     };
     let results = runtime.block_on(async {
         let tasks: Vec<_> = (0..sockets)
             .map(|_| match stream {
                 Some(websocket) => tokio::spawn(stream_worker(Arc::clone(&plan), websocket)),
-                None => tokio::spawn(worker(Arc::clone(&plan))),
+                None => tokio::spawn(worker(Arc::clone(&plan), oscore.clone())),
             })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
@@ -691,10 +770,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
             Err(e) => return Err(Failure::other(format!("worker failed: {e}"))),
         }
     }
+    report(&mut total, args.duration, peer)
+}
 
+/// Prints the summary and the `RESULT` line of a request run.
+fn report(total: &mut Tally, duration: Duration, peer: SocketAddr) -> Result<u8, Failure> {
     total.latencies_us.sort_unstable();
     let lat = &total.latencies_us;
-    let rps = total.ok as f64 / args.duration.as_secs_f64();
+    let rps = total.ok as f64 / duration.as_secs_f64();
     let p50 = percentile(lat, 50.0);
     let p99 = percentile(lat, 99.0);
     println!(
@@ -816,7 +899,7 @@ mod tests {
                 rotate_after: 40,
                 max_per_socket: 50,
             });
-            let tally = worker(plan).await.unwrap();
+            let tally = worker(plan, None).await.unwrap();
             assert!(tally.ok > 100, "non={non}: {tally:?}");
             assert_eq!(tally.sent, tally.ok, "non={non}: {tally:?}");
             assert_eq!(

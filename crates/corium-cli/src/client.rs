@@ -183,7 +183,13 @@ async fn connect(p: &Prepared) -> Result<Client, Failure> {
         builder = builder.dtls(dtls.clone());
     }
     if let Some(c) = &p.credentials {
-        builder = builder.oscore(c.client(&p.uri)?);
+        let mut oscore = c.client(&p.uri)?;
+        if crate::edhoc::entry_for(c.edhoc(), &p.uri).is_some() {
+            // RFC 9528 Appendix A.2: EDHOC first, over a plain client.
+            let plain = bind_for(Client::builder(), &p.host, p.port, p.verbose).await?;
+            oscore = crate::edhoc::client(c.edhoc(), &plain, &p.uri, oscore).await?;
+        }
+        builder = builder.oscore(oscore);
     }
     if let Some(size) = p.max_message_size {
         builder = builder.stream_limits(corium::StreamLimits {

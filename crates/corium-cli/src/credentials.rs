@@ -90,6 +90,8 @@ struct Context {
 pub(crate) struct Credentials {
     path: PathBuf,
     oscore: Vec<Context>,
+    /// `[[edhoc]]` tables (see `edhoc.rs`).
+    edhoc: Vec<crate::edhoc::Entry>,
 }
 
 /// Names the file and the contexts, never the secrets.
@@ -146,14 +148,17 @@ fn parse(path: &Path, text: &str) -> Result<Credentials, Failure> {
         .map_err(|e: toml::de::Error| bad(e.message().to_owned()))?;
     if let Some(other) = table.keys().find(|k| *k != "oscore" && *k != "edhoc") {
         return Err(bad(format!(
-            "unknown section {other:?} (expected [[oscore]])"
+            "unknown section {other:?} (expected [[oscore]] or [[edhoc]])"
         )));
     }
-    if table.contains_key("edhoc") {
-        return Err(bad("[[edhoc]] credentials are not supported yet".to_owned()));
-    }
+    let edhoc = match table.get("edhoc") {
+        Some(v) => crate::edhoc::parse(v, &bad)?,
+        None => Vec::new(),
+    };
+    let no_tables = Vec::new();
     let tables = match table.get("oscore") {
-        None => return Err(bad("no [[oscore]] table".to_owned())),
+        None if !edhoc.is_empty() => &no_tables,
+        None => return Err(bad("no [[oscore]] or [[edhoc]] table".to_owned())),
         Some(toml::Value::Array(a)) => a,
         Some(_) => {
             return Err(bad(
@@ -247,6 +252,7 @@ fn parse(path: &Path, text: &str) -> Result<Credentials, Failure> {
     Ok(Credentials {
         path: path.to_owned(),
         oscore,
+        edhoc,
     })
 }
 
@@ -313,6 +319,26 @@ impl Credentials {
             .map_err(|e| Failure::usage(format!("credentials file {}: {e}", self.path.display())))
     }
 
+    /// The context of the first `[[oscore]]` table whose `uri` patterns match `uri`,
+    /// for a caller that protects messages itself (`corium bench --credentials`). Its
+    /// sequence numbers persist in `FILE.seq` like those of [`client`](Self::client).
+    pub(crate) fn context_for(&self, uri: &str) -> Result<Option<SecurityContext>, Failure> {
+        let file = self.sequence_file()?;
+        for ctx in &self.oscore {
+            // A throw-away context only to ask whether the patterns match.
+            let Ok(probe) = ctx.builder().build() else {
+                continue;
+            };
+            if OscoreClient::new()
+                .context_patterns(&ctx.uris, probe)
+                .protects(uri)
+            {
+                return self.build(ctx, &file).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// The client side: each context protects the requests its `uri` patterns match
     /// (one context, shared by all of its patterns).
     pub(crate) fn client(&self, uri: &str) -> Result<OscoreClient, Failure> {
@@ -321,7 +347,7 @@ impl Credentials {
         for ctx in &self.oscore {
             client = client.context_patterns(&ctx.uris, self.build(ctx, &file)?);
         }
-        if !client.protects(uri) {
+        if !client.protects(uri) && crate::edhoc::entry_for(&self.edhoc, uri).is_none() {
             eprintln!(
                 "warning: no [[oscore]] uri in {} matches {uri}; the request is not protected",
                 self.path.display()
@@ -330,11 +356,30 @@ impl Credentials {
         Ok(client)
     }
 
+    /// The `[[edhoc]]` tables.
+    pub(crate) fn edhoc(&self) -> &[crate::edhoc::Entry] {
+        &self.edhoc
+    }
+
     /// The server side: every context, and the resources that require OSCORE.
     pub(crate) fn server(&self) -> Result<(OscoreServer, Vec<String>), Failure> {
         let file = self.sequence_file()?;
-        let mut set = SecurityContextSet::new(self.oscore.len().max(MIN_SERVER_CONTEXTS));
+        let mut set = SecurityContextSet::new(
+            self.oscore.len().max(MIN_SERVER_CONTEXTS)
+                + if self.edhoc.is_empty() {
+                    0
+                } else {
+                    corium::edhoc::DEFAULT_MAX_SESSIONS
+                },
+        );
         let mut patterns = Vec::new();
+        // EDHOC-derived contexts (RFC 9528 Appendix A.1) protect these resources too.
+        for uri in self.edhoc.iter().flat_map(|e| &e.uris) {
+            let p = path_pattern(uri);
+            if !patterns.contains(&p) {
+                patterns.push(p);
+            }
+        }
         for ctx in &self.oscore {
             set.insert(self.build(ctx, &file)?).map_err(|e| {
                 Failure::usage(format!(

@@ -146,11 +146,19 @@ fn psk_map(psk: &[String], psk_file: Option<&Path>) -> Result<Option<PskMap>, Fa
     Ok(Some(keys))
 }
 
-/// Where DTLS listens: `--dtls-bind` if given, else PORT+1 of each UDP address (5684
-/// for the default 5683; port 0 stays 0).
-pub(crate) fn server_addrs(udp: &[SocketAddr], dtls_bind: &[SocketAddr]) -> Vec<SocketAddr> {
+/// Where DTLS listens: `--dtls-bind` if given, else `--secure-bind` (shared with TLS,
+/// which is TCP) if given, else PORT+1 of each UDP address (5684 for the default 5683,
+/// as libcoap does; port 0 stays 0).
+pub(crate) fn server_addrs(
+    udp: &[SocketAddr],
+    dtls_bind: &[SocketAddr],
+    secure_bind: &[SocketAddr],
+) -> Vec<SocketAddr> {
     if !dtls_bind.is_empty() {
         return dtls_bind.to_vec();
+    }
+    if !secure_bind.is_empty() {
+        return secure_bind.to_vec();
     }
     udp.iter()
         .map(|a| match a.port() {
@@ -197,11 +205,15 @@ mod tests {
         let udp: Vec<SocketAddr> =
             vec!["[::]:5683".parse().unwrap(), "127.0.0.1:0".parse().unwrap()];
         assert_eq!(
-            server_addrs(&udp, &[]),
+            server_addrs(&udp, &[], &[]),
             [
                 "[::]:5684".parse::<SocketAddr>().unwrap(),
                 "127.0.0.1:0".parse().unwrap()
             ]
         );
+        let secure: Vec<SocketAddr> = vec!["127.0.0.1:6000".parse().unwrap()];
+        let explicit: Vec<SocketAddr> = vec!["127.0.0.1:7000".parse().unwrap()];
+        assert_eq!(server_addrs(&udp, &[], &secure), secure);
+        assert_eq!(server_addrs(&udp, &explicit, &secure), explicit);
     }
 }

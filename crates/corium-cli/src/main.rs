@@ -16,9 +16,11 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_oscore;
 mod client;
 mod credentials;
 mod dtls;
+mod edhoc;
 mod format;
 mod observe;
 mod plugtest;
@@ -129,6 +131,8 @@ enum Command {
     Rd(rd::RdArgs),
     /// Load-test a server with GET requests and print latency and throughput.
     Bench(BenchArgs),
+    /// EDHOC (RFC 9528) credential helpers: `corium edhoc keygen`.
+    Edhoc(edhoc::EdhocArgs),
 }
 
 /// Arguments shared by the request verbs.
@@ -196,7 +200,8 @@ pub(crate) struct RequestArgs {
     pub(crate) dtls: dtls::DtlsArgs,
     /// OSCORE credentials (TOML, one [[oscore]] table per security context):
     /// requests whose URI matches a context's `uri` pattern are protected
-    /// (RFC 8613); sequence numbers are kept in FILE.seq.
+    /// (RFC 8613); sequence numbers are kept in FILE.seq. An [[edhoc]] table whose
+    /// `uri` matches runs EDHOC (RFC 9528) first and protects with its context.
     #[arg(long = "credentials", value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
 }
@@ -256,8 +261,10 @@ pub(crate) struct ServeArgs {
     /// Require TLS clients to present a certificate issued by these CAs (PEM).
     #[arg(long = "ca", value_name = "FILE", requires = "cert")]
     pub(crate) ca: Option<PathBuf>,
-    /// Where to serve coaps+tcp instead of PORT+1 (repeatable; needs --cert).
-    #[arg(long = "secure-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr, requires = "cert")]
+    /// Where to serve coaps+tcp (TLS, with --cert) and coaps (DTLS, with --psk,
+    /// --psk-file or an ECDSA --cert) instead of PORT+1 (repeatable; --dtls-bind, when
+    /// given, overrides it for DTLS).
+    #[arg(long = "secure-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     pub(crate) secure_bind: Vec<SocketAddr>,
     /// Serve coap+ws (CoAP over WebSockets at /.well-known/coap) here (repeatable).
     #[arg(long = "ws-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
@@ -287,6 +294,16 @@ pub(crate) struct ServeArgs {
     /// Where to serve coaps instead of PORT+1 (repeatable; needs --psk or --psk-file).
     #[arg(long = "dtls-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     pub(crate) dtls_bind: Vec<SocketAddr>,
+    /// Amplification mitigation on plain UDP (RFC 9175 §2.4): until a client has
+    /// echoed an Echo value, it gets at most FACTOR times the bytes of its request; a
+    /// larger response to GET/FETCH becomes 4.01 with Echo (clients that follow RFC
+    /// 9175 repeat the request with it). 0 turns it off. Default 3.
+    #[arg(
+        long = "amplification-factor",
+        value_name = "FACTOR",
+        default_value_t = 3
+    )]
+    pub(crate) amplification_factor: usize,
 }
 
 /// Arguments of `corium bench`.
@@ -313,6 +330,23 @@ pub(crate) struct BenchArgs {
     /// A request without a response after this many seconds counts as lost.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,
+    /// PSK credentials for coaps:// (DTLS, RFC 7252 §9.1.3.1).
+    #[command(flatten)]
+    pub(crate) dtls: dtls::DtlsArgs,
+    /// coaps:// only: measure full DTLS handshakes per second instead of requests
+    /// (--sockets x --window clients, each handshaking on a fresh socket, then closing).
+    #[arg(long = "handshakes", conflicts_with = "idle_sessions")]
+    pub(crate) handshakes: bool,
+    /// coaps:// only: establish N DTLS sessions, hold them idle for --duration seconds,
+    /// close them (for measuring a server's memory per idle session).
+    #[arg(long = "idle-sessions", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) idle_sessions: Option<u32>,
+    /// coap:// only: protect every request with OSCORE (RFC 8613), with the context of
+    /// this credentials file whose `uri` matches the target (as `get --credentials`);
+    /// only verified 2.xx responses count. Keep --sockets × --window within the
+    /// server's replay window (32).
+    #[arg(long = "credentials", value_name = "FILE")]
+    pub(crate) credentials: Option<PathBuf>,
 }
 
 /// Parses a positive number of seconds (fractions allowed).
@@ -421,6 +455,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Serve(a) => return serve::run(a),
         Command::Rd(a) => return rd::run(a),
         Command::Bench(a) => return bench::run(a),
+        Command::Edhoc(a) => return edhoc::run(a),
     };
     // Arguments are checked before any socket is opened.
     let prepared = client::prepare_request(method, args)?;

@@ -93,7 +93,19 @@ pub(crate) fn run(args: ObserveArgs) -> Result<u8, Failure> {
             builder = builder.dtls(dtls);
         }
         if let Some(c) = &credentials {
-            builder = builder.oscore(c.client(&args.uri)?);
+            let mut oscore = c.client(&args.uri)?;
+            if crate::edhoc::entry_for(c.edhoc(), &args.uri).is_some() {
+                // RFC 9528 Appendix A.2: EDHOC first, over a plain client.
+                let plain = crate::client::bind_for(
+                    Client::builder(),
+                    &target.host,
+                    target.port,
+                    args.verbose,
+                )
+                .await?;
+                oscore = crate::edhoc::client(c.edhoc(), &plain, &args.uri, oscore).await?;
+            }
+            builder = builder.oscore(oscore);
         }
         let client =
             crate::client::bind_for(builder, &target.host, target.port, args.verbose).await?;

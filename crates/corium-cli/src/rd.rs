@@ -82,6 +82,14 @@ pub(crate) struct RdServeArgs {
     /// Log at debug level (RUST_LOG, when set, takes precedence).
     #[arg(short = 'v', long = "verbose")]
     pub(crate) verbose: bool,
+    /// Hard limit on registrations held (RFC 9176 §8: a directory bounds what clients
+    /// can make it store); beyond it a registration gets 5.03. Default 10000.
+    #[arg(long = "max-registrations", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) max_registrations: Option<u64>,
+    /// Hard limit on the link-format bytes of all registrations together. Default
+    /// 67108864 (64 MiB; the memory it costs is several times that, see BENCHMARKS.md).
+    #[arg(long = "max-total-payload", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=1 << 40))]
+    pub(crate) max_total_payload: Option<u64>,
 }
 
 /// The client side of `corium rd`.
@@ -218,7 +226,7 @@ fn serve(args: RdServeArgs) -> Result<u8, Failure> {
         args.bind.clone()
     };
     let store = RedbStore::open_dir(&args.data).map_err(|e| Failure::other(e.to_string()))?;
-    let config = RdConfig {
+    let mut config = RdConfig {
         access_policy: match args.policy {
             PolicyArg::Endpoint => AccessPolicy::SameEndpoint,
             PolicyArg::Host => AccessPolicy::SameHost,
@@ -226,6 +234,12 @@ fn serve(args: RdServeArgs) -> Result<u8, Failure> {
         },
         ..RdConfig::default()
     };
+    if let Some(n) = args.max_registrations {
+        config.max_registrations = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = args.max_total_payload {
+        config.max_total_payload = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let data = args.data.display().to_string();
     crate::runtime(true)?.block_on(async move {
         let rd = ResourceDirectory::open(config, Arc::new(store))

@@ -14,7 +14,8 @@
 //! requests (RFC 8613) are verified and answered protected, and the resources
 //! the file's `uri` patterns name require OSCORE. With `--psk ID:KEY` or `--psk-file`,
 //! CoAP over DTLS (`coaps`, RFC 7252 §9) listens on PORT+1 of each address (or
-//! `--dtls-bind`), announced by a last line `corium serving coaps on ADDR[, ADDR…]`.
+//! `--secure-bind`, or `--dtls-bind`, which takes precedence for DTLS), announced by a
+//! last line `corium serving coaps on ADDR[, ADDR…]`.
 
 use std::io::IsTerminal as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -130,16 +131,33 @@ async fn bind(
     defaulted: bool,
     verbose: bool,
     max_body: Option<u64>,
+    amplification_factor: usize,
     streams: &StreamBinds,
     credentials: Option<&crate::credentials::Credentials>,
 ) -> Result<Server, Failure> {
-    let mut config = corium::EndpointConfig::default();
+    let mut config = corium::EndpointConfig {
+        // RFC 9175 §2.4 item 3; 0 turns the limit off.
+        amplification_limit: (amplification_factor > 0).then(|| corium::AmplificationLimit {
+            factor: amplification_factor,
+            ..corium::AmplificationLimit::default()
+        }),
+        ..corium::EndpointConfig::default()
+    };
     if let Some(max) = max_body {
         let max = usize::try_from(max).unwrap_or(usize::MAX);
         config.max_block1_body = max;
         config.max_block1_total = config.max_block1_total.max(max);
         config.max_cached_response_bytes = config.max_cached_response_bytes.max(max);
     }
+    // RFC 9528 Appendix A.2: EDHOC at /.well-known/edhoc with the [[edhoc]] tables.
+    let edhoc = match credentials {
+        Some(c) => crate::edhoc::server(c.edhoc())?,
+        None => None,
+    };
+    let router = || match &edhoc {
+        Some(e) => crate::plugtest::router().route("/.well-known/edhoc", e.resource()),
+        None => crate::plugtest::router(),
+    };
     let builder = |udp: &[SocketAddr]| -> Result<corium::ServerBuilder, Failure> {
         let port = udp.first().map_or(DEFAULT_PORT, SocketAddr::port);
         let mut b = Server::builder()
@@ -152,6 +170,9 @@ async fn bind(
             let (oscore, required) = c.server()?;
             tracing::info!("OSCORE required on {}", required.join(", "));
             b = b.oscore(oscore);
+            if let Some(e) = &edhoc {
+                b = b.edhoc(e);
+            }
         }
         if let Some(tls) = &streams.tls {
             // libcoap's convention: TLS on the UDP port + 1 (5684 by default).
@@ -172,7 +193,7 @@ async fn bind(
             // RFC 7252 §9: coaps on 5684, i.e. PORT+1 of each UDP address by default.
             b = b.dtls(
                 dtls.clone(),
-                &crate::dtls::server_addrs(udp, &streams.dtls_bind),
+                &crate::dtls::server_addrs(udp, &streams.dtls_bind, &streams.secure),
             );
         }
         Ok(if verbose {
@@ -185,13 +206,13 @@ async fn bind(
             b
         })
     };
-    match builder(addrs)?.bind(addrs, crate::plugtest::router()).await {
+    match builder(addrs)?.bind(addrs, router()).await {
         Ok(server) => Ok(server),
         Err(e) if defaulted && e.kind() != std::io::ErrorKind::AddrInUse => {
             let v4: SocketAddr = (Ipv4Addr::UNSPECIFIED, DEFAULT_PORT).into();
             tracing::warn!("{e}; trying {v4} alone");
             builder(&[v4])?
-                .bind(&[v4], crate::plugtest::router())
+                .bind(&[v4], router())
                 .await
                 .map_err(|e| Failure::other(e.to_string()))
         }
@@ -240,6 +261,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
             "--dtls-bind needs --psk or --psk-file".to_owned(),
         ));
     }
+    if streams.tls.is_none() && streams.dtls.is_none() && !streams.secure.is_empty() {
+        return Err(Failure::usage(
+            "--secure-bind needs --cert/--key (TLS) or --psk/--psk-file (DTLS)".to_owned(),
+        ));
+    }
     let credentials = args
         .credentials
         .as_deref()
@@ -251,6 +277,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
             defaulted,
             args.verbose,
             args.max_body,
+            args.amplification_factor,
             &streams,
             credentials.as_ref(),
         )

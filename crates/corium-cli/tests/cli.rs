@@ -23,8 +23,14 @@ impl Server {
     /// Starts `corium serve --bind 127.0.0.1:0` and reads the bound address
     /// from its first stdout line.
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// `corium serve --bind 127.0.0.1:0` with more arguments.
+    fn start_with(extra: &[&str]) -> Server {
         let mut child = Command::new(CORIUM)
             .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -525,7 +531,9 @@ fn serve_stops_cleanly_on_sigterm() {
 /// a power of two from 16 to 1024 is one clear line and exit 2.
 #[test]
 fn block_size_option() {
-    let server = Server::start();
+    // Without the amplification limit, which would cut the first block smaller still
+    // (see `amplification_limit_cuts_first_blocks_until_echo`).
+    let server = Server::start_with(&["--amplification-factor", "0"]);
     let out = corium(&["get", "-b", "256", "-v", &server.uri("/large")]);
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(out.stderr.contains("Block2: 0/0/256"), "{out:?}");
@@ -570,4 +578,37 @@ fn observe_large_notifications_are_whole() {
         lines[0] != lines[53],
         "the second is a newer state: {out:?}"
     );
+}
+
+/// RFC 9175 §2.4 item 3 (on by default in `corium serve`): a client whose address is
+/// not verified gets a large representation in blocks within three times its request,
+/// the first with an Echo value; `corium get` echoes it on the next block, after which
+/// the blocks are as large as it asks; the body is whole either way.
+#[test]
+fn amplification_limit_cuts_first_blocks_until_echo() {
+    let server = Server::start();
+    let out = corium(&["get", "-v", &server.uri("/large")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout.trim_end().len(), 1280 - 1, "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let first = lines
+        .iter()
+        .find(|l| l.starts_with('←') && l.contains("2.05"))
+        .unwrap_or_else(|| panic!("no response: {}", out.stderr));
+    assert!(first.contains("Echo"), "{}", out.stderr);
+    assert!(
+        !first.contains("/1024"),
+        "a block below 1024: {}",
+        out.stderr
+    );
+    let echoed = lines
+        .iter()
+        .filter(|l| l.starts_with('→') && l.contains("Echo"))
+        .count();
+    assert_eq!(echoed, 1, "the value goes back once: {}", out.stderr);
+
+    let off = Server::start_with(&["--amplification-factor", "0"]);
+    let out = corium(&["get", "-v", &off.uri("/large")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(!out.stderr.contains("Echo"), "{}", out.stderr);
 }

@@ -40,14 +40,15 @@ impl CoriumDtlsServer {
 
     /// With `args` giving the credentials.
     fn start_with(args: &[&str]) -> CoriumDtlsServer {
+        let mut all = vec!["--bind", "127.0.0.1:0", "--dtls-bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_args(&all)
+    }
+
+    /// `corium serve ARGS` (the binds included).
+    fn start_args(args: &[&str]) -> CoriumDtlsServer {
         let mut child = Command::new(corium_bin())
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--dtls-bind",
-                "127.0.0.1:0",
-            ])
+            .arg("serve")
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -175,6 +176,144 @@ fn corium_client_openssl_server_psk() {
 #[test]
 fn corium_client_gnutls_server_psk() {
     corium_against_libcoap_server("gnutls");
+}
+
+/// A UDP port that was free a moment ago on 127.0.0.1.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind a UDP socket")
+}
+
+/// `corium serve --secure-bind ADDR` moves DTLS there too (not only TLS), `--dtls-bind`
+/// still overrides it for DTLS, and `--secure-bind` without TLS or DTLS credentials is a
+/// usage error.
+#[test]
+fn secure_bind_moves_dtls() {
+    let psk = format!("{IDENTITY}:{KEY}");
+    let secure = format!("127.0.0.1:{}", free_udp_port());
+    let server = CoriumDtlsServer::start_args(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--secure-bind",
+        &secure,
+        "--psk",
+        &psk,
+    ]);
+    assert_eq!(server.coaps.to_string(), secure);
+    let get = corium(&[
+        "get",
+        &server.uri("/test"),
+        "--psk-identity",
+        IDENTITY,
+        "--psk-key",
+        KEY,
+    ]);
+    get.assert_success().assert_stdout_contains(TEST_BODY);
+    drop(server);
+
+    let explicit = format!("127.0.0.1:{}", free_udp_port());
+    let server = CoriumDtlsServer::start_args(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--secure-bind",
+        "127.0.0.1:0",
+        "--dtls-bind",
+        &explicit,
+        "--psk",
+        &psk,
+    ]);
+    assert_eq!(server.coaps.to_string(), explicit);
+    drop(server);
+
+    let out = Command::new(corium_bin())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--secure-bind",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run corium serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--secure-bind"), "{stderr}");
+}
+
+/// The `RESULT` line (the last of stdout) of a `corium bench` run, as key/value pairs.
+fn bench_result(out: &common::Outcome) -> std::collections::HashMap<String, f64> {
+    let last = out.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("RESULT "), "{}", out.describe());
+    last.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+/// `corium bench coaps://` (PSK) in its three modes against `corium serve --psk`, and GETs
+/// against `coap-server-openssl -k KEY`: every request answered, handshakes completed.
+#[test]
+fn bench_coaps() {
+    let psk = ["--psk-identity", IDENTITY, "--psk-key", KEY];
+    let short = ["--duration", "0.5", "--warmup", "0.1"];
+    let server = CoriumDtlsServer::start();
+    let uri = server.uri("/test");
+    let get = corium(&[&["bench", &uri][..], &psk, &short, &["--window", "4"]].concat());
+    get.assert_success();
+    let r = bench_result(&get);
+    assert!(
+        r["ok"] > 0.0 && r["ok"] == r["sent"] && r["lost"] == 0.0,
+        "{}",
+        get.describe()
+    );
+
+    let hs = corium(
+        &[
+            &["bench", &uri, "--handshakes"][..],
+            &psk,
+            &short,
+            &["--window", "4"],
+        ]
+        .concat(),
+    );
+    hs.assert_success();
+    let r = bench_result(&hs);
+    assert!(r["ok"] > 0.0 && r["failed"] == 0.0, "{}", hs.describe());
+
+    let idle = corium(&[&["bench", &uri, "--idle-sessions", "20"][..], &psk, &short].concat());
+    idle.assert_success();
+    let r = bench_result(&idle);
+    assert_eq!(
+        (r["sessions"], r["failed"]),
+        (20.0, 0.0),
+        "{}",
+        idle.describe()
+    );
+
+    let wrong = corium(&[
+        "bench",
+        &uri,
+        "--psk-identity",
+        IDENTITY,
+        "--psk-key",
+        "wrong",
+        "--duration",
+        "0.5",
+    ]);
+    assert_ne!(wrong.code(), Some(0), "{}", wrong.describe());
+    wrong.assert_stderr_contains("DTLS");
+    drop(server);
+
+    let libcoap = LibcoapTlsServer::start("openssl", &["-k", KEY]);
+    let uri = format!("coaps://127.0.0.1:{}/time", libcoap.tls.port());
+    let get = corium(&[&["bench", &uri][..], &psk, &short, &["--window", "4"]].concat());
+    get.assert_success();
+    let r = bench_result(&get);
+    assert!(r["ok"] > 0.0 && r["lost"] == 0.0, "{}", get.describe());
 }
 
 /// `coaps://` without credentials is a usage error naming the options.

@@ -204,11 +204,38 @@ fn libcoap_client_discovery_filter_rt() {
 /// reassembles the whole document.
 #[test]
 fn libcoap_client_discovery_unfiltered_blockwise() {
-    let server = CoriumServer::start();
+    let server = CoriumServer::start_with(&["--amplification-factor", "0"]);
     let out = coap_client(&["-v", "6", &server.uri("/.well-known/core")]);
     out.assert_libcoap_trace(&["t:ACK", "c:2.05", "Block2:0/M/1024"]);
     for present in ["</test>", "</link1>", "</path/sub3>", "</obs>", "</echo>"] {
         out.assert_libcoap_payload_contains(present);
+    }
+}
+
+/// RFC 9175 §2.4 item 3 with `corium serve`'s default amplification limit: libcoap's
+/// first request from a fresh port gets the listing in blocks within three times its
+/// size, the first with an Echo value; libcoap follows the smaller blocks and the
+/// listing arrives whole.
+#[test]
+fn libcoap_client_discovery_within_amplification_limit() {
+    let server = CoriumServer::start();
+    // -v 7: libcoap logs the follow-up requests too.
+    let out = coap_client(&["-v", "7", &server.uri("/.well-known/core")]);
+    out.assert_libcoap_trace(&["t:ACK", "c:2.05", "Block2:0/M/", "Echo:"]);
+    let first = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("t:ACK") && l.contains("Block2:0/M/"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!first.contains("/1024"), "a smaller first block: {first}");
+    // libcoap echoes the value with the next block (RFC 9175 §2.3).
+    out.assert_libcoap_trace(&["t:CON", "Block2:1/_/", "Echo:"]);
+    // (With -v, libcoap interleaves its trace with the payload: fetch it again quietly,
+    // from a fresh port, so again within the limit.)
+    let quiet = coap_client(&[&server.uri("/.well-known/core")]);
+    for present in ["</test>", "</link1>", "</path/sub3>", "</obs>", "</echo>"] {
+        quiet.assert_libcoap_payload_contains(present);
     }
 }
 
@@ -579,7 +606,8 @@ fn libcoap_client_large_post_two_way_blockwise() {
 /// negotiation, RFC 7959 §2.4) and uploads in 256-byte blocks; the bytes round-trip.
 #[test]
 fn libcoap_client_small_blocks_both_ways() {
-    let server = CoriumServer::start();
+    // The block sizes libcoap asks for, not those of the amplification limit.
+    let server = CoriumServer::start_with(&["--amplification-factor", "0"]);
     let uri = server.uri("/large-update");
     let (body, file) = big_body_file("libcoap-b256");
     let file_arg = file.to_string_lossy().into_owned();

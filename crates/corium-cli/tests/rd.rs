@@ -178,11 +178,17 @@ impl Rd {
     /// Starts `corium rd --bind BIND --data DATA` and reads the bound address from its
     /// ready line.
     fn start(data: &Path, bind: &str) -> Rd {
+        Rd::start_with(data, bind, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    fn start_with(data: &Path, bind: &str, extra: &[&str]) -> Rd {
         let mut proc = Proc::spawn(
             "corium rd",
             Command::new(corium_bin())
                 .args(["rd", "--bind", bind, "--data"])
-                .arg(data),
+                .arg(data)
+                .args(extra),
         );
         let line = proc.wait_line("its ready line", |l| {
             l.starts_with("corium rd serving coap on ")
@@ -730,4 +736,35 @@ fn interop_peers_register_with_corium_rd() {
         aio_lookup.describe()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--max-registrations N`: the directory holds N registrations and answers the next
+/// one 5.03 (RFC 9176 §8 lets a directory bound what it stores).
+#[test]
+fn registration_limit_is_configurable() {
+    let dir = scratch("limit");
+    let rd = Rd::start_with(
+        &dir.join("data"),
+        "127.0.0.1:0",
+        &["--max-registrations", "1"],
+    );
+    let register = |ep: &str| {
+        corium(&[
+            "rd",
+            "register",
+            &rd.uri(),
+            "--ep",
+            ep,
+            "--once",
+            "--timeout",
+            "10",
+        ])
+    };
+    register("first").assert_success();
+    let second = register("second");
+    second.assert_code(1);
+    assert!(second.stderr.contains("5.03"), "{}", second.describe());
+    let zero = corium(&["rd", "--max-registrations", "0"]);
+    zero.assert_code(2);
+    assert_eq!(zero.stderr.lines().count(), 1, "{}", zero.describe());
 }

@@ -47,6 +47,21 @@ pub struct DtlsConfig {
     /// handshakes are refused until entries expire, which also caps the handshake rate.
     /// Default 65 536.
     pub max_recent_handshakes: usize,
+    /// Handshakes one client address may start per second, with bursts of as many: a
+    /// ClientHello that carries a cookie (so, if the cookie is valid, an address that
+    /// receives our datagrams, RFC 6347 §4.2.1) from an address over its rate is dropped
+    /// before any cookie check or handshake work, and the client retransmits it later
+    /// (RFC 6347 §4.2.4). Only ClientHellos that pass the cookie check count, so a spoofer
+    /// cannot spend another address's allowance. IPv4 addresses count one by one, IPv6
+    /// addresses per /64 prefix (one host's usual allocation). Default 32 (a thousand
+    /// devices behind one NAT address all reconnect within about 30 s).
+    pub max_handshakes_per_addr: u32,
+    /// Client addresses (IPv6: /64 prefixes) the per-address handshake rate is tracked
+    /// for at once. An address leaves the table once its allowance is full again (at most
+    /// one second after its last handshake); while the table is full of addresses that
+    /// handshook within the last second, handshakes from new addresses are dropped.
+    /// Default 16 384.
+    pub max_rate_limited_addrs: usize,
 }
 
 impl Default for DtlsConfig {
@@ -63,6 +78,8 @@ impl Default for DtlsConfig {
             max_pending_sends: 16,
             cookie_lifetime: Duration::from_secs(10),
             max_recent_handshakes: 65_536,
+            max_handshakes_per_addr: 32,
+            max_rate_limited_addrs: 16_384,
         }
     }
 }
@@ -75,6 +92,11 @@ impl DtlsConfig {
             (self.max_handshakes, "max_handshakes"),
             (self.max_application_data, "max_application_data"),
             (self.max_recent_handshakes, "max_recent_handshakes"),
+            (
+                self.max_handshakes_per_addr as usize,
+                "max_handshakes_per_addr",
+            ),
+            (self.max_rate_limited_addrs, "max_rate_limited_addrs"),
         ];
         for (v, name) in nonzero {
             if v == 0 {

@@ -840,7 +840,14 @@ impl EngineSession for DimplSession {
     }
 
     fn poll_output(&mut self) -> Option<SessionOutput> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() && self.state != State::Handshaking && self.outputs.capacity() != 0 {
+            // An established session is idle most of the time: give the queue's memory
+            // (about 160 bytes after a handshake) back once it is drained. One allocation
+            // per burst of records is the price.
+            self.outputs = VecDeque::new();
+        }
+        output
     }
 
     fn send(&mut self, now: Instant, data: &[u8]) -> Result<(), DtlsError> {

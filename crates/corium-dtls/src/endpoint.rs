@@ -15,6 +15,7 @@ use crate::engine::{
     Accept, DropReason, DtlsEngine, EngineSession, PeerIdentity, Role, SessionOutput,
 };
 use crate::error::{CloseReason, ConfigError, ConnectError, SendError, UnknownSession};
+use crate::rate::{HandshakeRate, RateKey};
 use crate::record::{self, ClientHello};
 
 /// Names one DTLS session of a [`DtlsEndpoint`]. Never reused by an endpoint, so it can
@@ -94,13 +95,19 @@ pub struct DtlsStats {
     pub refused: u64,
     /// Cookie-verified ClientHellos refused as replays.
     pub replays: u64,
+    /// ClientHellos with a cookie dropped because their address was over
+    /// [`DtlsConfig::max_handshakes_per_addr`](crate::DtlsConfig::max_handshakes_per_addr)
+    /// (or the table of addresses was full).
+    pub rate_limited: u64,
 }
 
+/// One session and its bookkeeping. Kept boxed in the table: engine sessions are
+/// kilobytes, and neither they nor these fields should be multiplied by the hash table's
+/// spare capacity (up to half of it right after the table grows).
 struct Entry<S> {
     addr: SocketAddr,
     role: Role,
-    /// Boxed: engine sessions are kilobytes, and the table's spare capacity should not be.
-    session: Box<S>,
+    session: S,
     established: bool,
     created: Instant,
     last_activity: Instant,
@@ -134,7 +141,7 @@ struct Entry<S> {
 pub struct DtlsEndpoint<E: DtlsEngine = DimplEngine> {
     config: DtlsConfig,
     engine: E,
-    sessions: HashMap<SessionId, Entry<E::Session>>,
+    sessions: HashMap<SessionId, Box<Entry<E::Session>>>,
     by_addr: HashMap<SocketAddr, SessionId>,
     handshakes: usize,
     next_id: u64,
@@ -142,6 +149,8 @@ pub struct DtlsEndpoint<E: DtlsEngine = DimplEngine> {
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<Event>,
     stats: DtlsStats,
+    /// Per-address handshake allowances ([`DtlsConfig::max_handshakes_per_addr`]).
+    rate: HandshakeRate,
 }
 
 impl<E: DtlsEngine> fmt::Debug for DtlsEndpoint<E> {
@@ -171,7 +180,12 @@ impl DtlsEndpoint<DimplEngine> {
 impl<E: DtlsEngine> DtlsEndpoint<E> {
     /// An endpoint over any [`DtlsEngine`].
     pub fn with_engine(config: DtlsConfig, engine: E) -> Self {
+        let rate = HandshakeRate::new(
+            config.max_handshakes_per_addr,
+            config.max_rate_limited_addrs,
+        );
         DtlsEndpoint {
+            rate,
             config,
             engine,
             sessions: HashMap::new(),
@@ -391,12 +405,21 @@ impl<E: DtlsEngine> DtlsEndpoint<E> {
             self.stats.refused += 1;
             return;
         }
+        // Per-address handshake rate: checked before the cookie (no work for an address
+        // over its rate), used up only by a ClientHello whose cookie passed.
+        let key = RateKey::of(addr.ip());
+        let has_cookie = ClientHello::parse(datagram).is_some_and(|ch| !ch.cookie().is_empty());
+        if has_cookie && !self.rate.allows(now, key) {
+            self.stats.rate_limited += 1;
+            return;
+        }
         match self.engine.accept(now, addr, datagram) {
             Accept::Reply(bytes) => {
                 self.stats.hello_verify_sent += 1;
                 self.transmits.push_back((addr, bytes));
             }
             Accept::Session(session) => {
+                self.rate.take(now, key);
                 if let Some(old) = replacing {
                     self.remove(old, CloseReason::Replaced);
                 }
@@ -424,17 +447,17 @@ impl<E: DtlsEngine> DtlsEndpoint<E> {
         self.handshakes += 1;
         self.sessions.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 addr,
                 role,
-                session: Box::new(session),
+                session,
                 established: false,
                 created: now,
                 last_activity: now,
                 pending: VecDeque::new(),
                 scheduled: None,
                 identity: None,
-            },
+            }),
         );
         self.by_addr.insert(addr, id);
         id
@@ -477,6 +500,8 @@ impl<E: DtlsEngine> DtlsEndpoint<E> {
                             break; // the session reports Closed next
                         }
                     }
+                    // The queue is not used again: free it.
+                    entry.pending = VecDeque::new();
                 }
                 SessionOutput::ApplicationData(bytes) => {
                     entry.last_activity = now;

@@ -540,6 +540,71 @@ fn handshake_limit_refuses_new_clients() {
 }
 
 #[test]
+fn handshake_rate_per_address_is_limited() {
+    let config = DtlsConfig {
+        max_handshakes_per_addr: 2,
+        ..DtlsConfig::default()
+    };
+    let mut net = Net::new(psk_server(config));
+    // Four clients behind one address (different ports), one elsewhere.
+    for port in 0..4 {
+        net.add_client(&format!("10.0.0.2:{}", 40_000 + port));
+    }
+    net.add_client("10.0.0.3:40000");
+    for i in 0..5 {
+        net.connect(i, &psk("client1", "secretPSK"));
+    }
+    net.run();
+    let from = |net: &Net, ip: &str| {
+        net.server_events
+            .iter()
+            .filter(|e| matches!(e, Event::HandshakeComplete { addr, .. } if addr.ip().to_string() == ip))
+            .count()
+    };
+    // At t = 0: two handshakes from 10.0.0.2 (the burst), and 10.0.0.3 is unaffected.
+    assert_eq!(from(&net, "10.0.0.2"), 2);
+    assert_eq!(from(&net, "10.0.0.3"), 1);
+    assert_eq!(net.server.stats().rate_limited, 2);
+    // Every client got its HelloVerifyRequest: the limit only holds back cookie-bearing
+    // ClientHellos, and the held-back clients retransmit them (RFC 6347 §4.2.4).
+    assert_eq!(net.server.stats().hello_verify_sent, 5);
+    assert_eq!(net.server.session_count(), 3);
+
+    // A spoofer replaying a cookie-bearing ClientHello from 10.0.0.4 (where the cookie
+    // is not valid) spends none of 10.0.0.4's allowance.
+    let second_hello = net
+        .client_sent
+        .iter()
+        .filter(|(f, _, _)| *f == addr("10.0.0.2:40000"))
+        .nth(1)
+        .map(|(_, _, b)| b.clone())
+        .unwrap();
+    for _ in 0..10 {
+        let now = net.now;
+        net.server
+            .handle_datagram(now, addr("10.0.0.4:40000"), &second_hello);
+        while net.server.poll_transmit().is_some() {}
+    }
+    let real = net.add_client("10.0.0.4:40000");
+    net.connect(real, &psk("client1", "secretPSK"));
+    net.run();
+    assert_eq!(from(&net, "10.0.0.4"), 1);
+
+    // Virtual time passes: the retransmitted ClientHellos get through as the allowance
+    // refills (2 per second).
+    for _ in 0..20 {
+        if from(&net, "10.0.0.2") == 4 {
+            break;
+        }
+        net.advance(Duration::from_secs(1));
+        net.run();
+    }
+    assert_eq!(from(&net, "10.0.0.2"), 4);
+    assert!(net.now >= Instant::ZERO + Duration::from_millis(500));
+    assert_eq!(net.server.session_count(), 6);
+}
+
+#[test]
 fn session_limit_refuses_new_clients() {
     let config = DtlsConfig {
         max_sessions: 1,

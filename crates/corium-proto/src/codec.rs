@@ -22,6 +22,9 @@ pub(crate) struct Inbound<'a> {
     token: &'a [u8],
     options: OptionIter<'a>,
     payload: &'a [u8],
+    /// Bytes of the whole message as received (0 for stream messages, where nobody
+    /// counts them).
+    len: usize,
 }
 
 impl<'a> Inbound<'a> {
@@ -34,6 +37,7 @@ impl<'a> Inbound<'a> {
             token: msg.token(),
             options: msg.options(),
             payload: msg.payload(),
+            len: msg.as_bytes().len(),
         }
     }
 
@@ -46,7 +50,13 @@ impl<'a> Inbound<'a> {
             token: msg.token(),
             options: msg.options(),
             payload: msg.payload(),
+            len: 0,
         }
+    }
+
+    /// Bytes of the datagram it came in (amplification mitigation, RFC 9175 §2.4).
+    pub(crate) fn wire_len(&self) -> usize {
+        self.len
     }
 
     pub(crate) fn ty(&self) -> MessageType {
@@ -81,6 +91,18 @@ impl<'a> Inbound<'a> {
     pub(crate) fn payload(&self) -> &'a [u8] {
         self.payload
     }
+}
+
+/// The length of a datagram carrying this message (RFC 7252 §3).
+pub(crate) fn datagram_len(token: &[u8], options: &Options, payload: &[u8]) -> usize {
+    4 + token_header_extra_len(token.len())
+        + token.len()
+        + options.encoded_len()
+        + if payload.is_empty() {
+            0
+        } else {
+            1 + payload.len()
+        }
 }
 
 /// Encodes one message for the transport: a datagram when `framing` is `None`, else a

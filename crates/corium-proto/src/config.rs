@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+use crate::amplification::AmplificationLimit;
 use crate::message::Request;
 
 use corium_wire::{Framing, OptionNumber};
@@ -186,6 +187,11 @@ pub struct EndpointConfig {
     /// connection, send a Ping (RFC 8323 §5.4); if nothing arrives within the same time
     /// again, the peer is gone: Abort and close. `None` (the default): never.
     pub keepalive_ping: Option<Duration>,
+    /// Amplification mitigation (RFC 9175 §2.4 item 3): how much a server sends to a
+    /// peer whose address is not verified yet. `None` (the default) sends whatever the
+    /// application answers. Only datagram transports use it (`framing` is `None`); set
+    /// it for plain UDP, not for DTLS, whose cookie exchange verifies addresses.
+    pub amplification_limit: Option<AmplificationLimit>,
 }
 
 impl Default for EndpointConfig {
@@ -219,6 +225,7 @@ impl Default for EndpointConfig {
             max_message_size: corium_wire::DEFAULT_MAX_MESSAGE_SIZE,
             block1_passthrough: None,
             keepalive_ping: None,
+            amplification_limit: None,
         }
     }
 }

@@ -21,8 +21,9 @@ use corium_wire::{
 use hashbrown::HashMap;
 use rand_core::RngCore;
 
+use crate::amplification::{AddressValidation, ECHO_LEN};
 use crate::block1::{Block1Limits, Block1Outcome, Block1Table};
-use crate::blockwise::{self, Cut};
+use crate::blockwise::{self, BlockLimit, Cut};
 use crate::codec::{self, Inbound};
 use crate::config::EndpointConfig;
 use crate::dedup::{DedupCache, DedupState};
@@ -295,6 +296,12 @@ struct IncomingExchange<P> {
     /// The request carried Size2 (0): the client asks for the representation's size
     /// (RFC 7959 §4).
     size2: bool,
+    /// The most bytes the response may have while the peer's address is unverified
+    /// (RFC 9175 §2.4 item 3); `None` when there is no limit.
+    budget: Option<u32>,
+    /// The method is unsafe (POST, PUT, …): it has run, so an oversized response is
+    /// sent in smaller blocks instead of being replaced by an Echo challenge.
+    unsafe_method: bool,
 }
 
 #[derive(Debug)]
@@ -327,6 +334,8 @@ pub struct Endpoint<P: Peer> {
     observations: Observations<P>,
     /// `Some` on a reliable transport (RFC 8323): no message layer, framed messages.
     framing: Option<Framing>,
+    /// Amplification mitigation: verified addresses and the Echo key (RFC 9175 §2.4).
+    validation: Option<AddressValidation<P>>,
     /// Per-connection state of a reliable transport (the peer's CSM).
     connections: HashMap<P, Connection>,
     /// The connections by the number their keep-alive timer names.
@@ -366,6 +375,8 @@ pub struct EndpointStats {
     pub timers: usize,
     /// Observation relations served (RFC 7641).
     pub observations: usize,
+    /// Addresses verified for the amplification limit (RFC 9175 §2.4 item 3).
+    pub verified_addresses: usize,
 }
 
 /// RFC 7252 §5.4.1: the critical options this endpoint processes itself in requests.
@@ -401,10 +412,36 @@ fn no_response_suppresses(bits: u32, code: Code) -> bool {
     }
 }
 
+/// The largest block size (as SZX, at least 0) whose block of a response with `options`
+/// fits `budget` bytes, counting what a block adds: Block2 (≤ 4 bytes), an ETag (≤ 10)
+/// unless there is one, an Echo value (≤ 3 + its length) and the payload marker (RFC
+/// 9175 §2.4 item 3).
+fn szx_within(token: &Token, options: &Options, budget: u32) -> u8 {
+    let etag = if options.contains(OptionNumber::ETAG) {
+        0
+    } else {
+        10
+    };
+    let fixed = codec::datagram_len(token.as_bytes(), options, &[]) + 4 + etag + 3 + ECHO_LEN + 1;
+    let room = (budget as usize).saturating_sub(fixed);
+    (0..=blockwise::MAX_UDP_SZX)
+        .rev()
+        .find(|szx| 16usize << szx <= room)
+        .unwrap_or(0)
+}
+
 impl<P: Peer> Endpoint<P> {
     /// A new endpoint. `rng` provides tokens, initial message IDs and the randomised
     /// timeouts; the runtime passes an OS-seeded generator, tests a seeded one.
-    pub fn new(config: EndpointConfig, rng: Box<dyn RngCore + Send>) -> Self {
+    pub fn new(config: EndpointConfig, mut rng: Box<dyn RngCore + Send>) -> Self {
+        let validation = match (&config.amplification_limit, config.framing) {
+            (Some(limit), None) => {
+                let mut key = [0u8; 32];
+                rng.fill_bytes(&mut key);
+                Some(AddressValidation::new(limit.clone(), key))
+            }
+            _ => None,
+        };
         let dedup = DedupCache::new(config.max_dedup_entries);
         let response_cache = ResponseCache::new(
             config.max_cached_responses,
@@ -438,6 +475,7 @@ impl<P: Peer> Endpoint<P> {
             events: VecDeque::new(),
             observations: Observations::new(),
             framing,
+            validation,
             connections: HashMap::new(),
             connection_ids: HashMap::new(),
             closes: VecDeque::new(),
@@ -460,6 +498,7 @@ impl<P: Peer> Endpoint<P> {
             cached_responses: self.response_cache.len(),
             timers: self.timers.len(),
             observations: self.observations.len(),
+            verified_addresses: self.validation.as_ref().map_or(0, AddressValidation::len),
         }
     }
 
@@ -502,6 +541,9 @@ impl<P: Peer> Endpoint<P> {
         self.dedup.expire(now);
         self.block1.expire(now);
         self.response_cache.expire(now);
+        if let Some(v) = &mut self.validation {
+            v.expire(now);
+        }
         let msg = match Message::parse_with_max_token(data, self.config.max_incoming_token_len) {
             Ok(msg) => msg,
             Err(err) => return self.reject_malformed(peer, data, err, multicast),
@@ -613,7 +655,7 @@ impl<P: Peer> Endpoint<P> {
             return;
         }
         if self.framing.is_none() {
-            if let Some(state) = self.dedup.get(&peer, mid).cloned() {
+            if let Some(state) = self.dedup.get(&peer, mid) {
                 return self.handle_duplicate_request(now, peer, confirmable, state);
             }
         }
@@ -666,6 +708,11 @@ impl<P: Peer> Endpoint<P> {
         if self.peer_state(now, &peer).is_none() {
             return; // Peer table full of busy peers: drop, as under overload.
         }
+        let budget = if multicast {
+            None // Not limited yet: see the `AmplificationLimit` docs.
+        } else {
+            self.amplification_budget(now, &peer, msg)
+        };
 
         let mut request = Request {
             method: msg.code(),
@@ -687,15 +734,29 @@ impl<P: Peer> Endpoint<P> {
         );
         if let (Some(b2), false) = (block2, multicast) {
             if b2.num > 0 {
-                let kept = self.response_cache.serve_block(
-                    now,
-                    &peer,
-                    &cache_key,
-                    b2,
-                    self.block_limit_for(&peer),
-                );
+                let mut limit = self.block_limit_for(&peer);
+                let mut echo = None;
+                if let Some(budget) = budget {
+                    // Blocks within the amplification limit, with an Echo value the
+                    // client can verify its address with (RFC 9175 §2.4 item 3).
+                    if let Some(options) = self.response_cache.kept_options(&peer, &cache_key) {
+                        let szx = szx_within(&token, options, budget);
+                        if szx < limit.max_szx || limit.bert_units > 0 {
+                            limit = BlockLimit::plain(szx);
+                            echo = self.validation.as_ref().map(|v| v.make_echo(now, &peer));
+                        }
+                    }
+                }
+                let kept = self
+                    .response_cache
+                    .serve_block(now, &peer, &cache_key, b2, limit);
                 let response = match kept {
-                    Some(Ok(block)) => Some(block),
+                    Some(Ok(mut block)) => {
+                        if let Some(echo) = echo {
+                            block.options.set(OptionNumber::ECHO, echo.to_vec());
+                        }
+                        Some(block)
+                    }
                     Some(Err(code)) => Some(Response::new(code)),
                     None if unsafe_method => Some(Response::with_payload(
                         Code::REQUEST_ENTITY_INCOMPLETE,
@@ -801,6 +862,8 @@ impl<P: Peer> Endpoint<P> {
                 block1,
                 cache_key,
                 size2: msg.option(OptionNumber::SIZE2).is_some(),
+                budget,
+                unsafe_method,
             },
         );
         let observe = request.options.get_uint(OptionNumber::OBSERVE);
@@ -997,12 +1060,31 @@ impl<P: Peer> Endpoint<P> {
     /// Non-confirmable request gets a Non-confirmable response (§5.2.3). Multicast
     /// requests get no error responses and are answered after a random leisure (§8.2).
     /// The No-Response option (RFC 7967) suppresses the classes it names.
+    ///
+    /// With an [`AmplificationLimit`](crate::AmplificationLimit), a response to a safe
+    /// request that is too large for a peer whose address is unverified is replaced by a
+    /// 4.01 with an Echo option (RFC 9175 §2.4 item 3); this returns
+    /// [`RespondError::AddressUnverified`] then, after sending it.
     pub fn respond(
         &mut self,
         now: Instant,
         id: IncomingId,
         response: Response,
     ) -> Result<(), RespondError> {
+        if self.respond_checked(now, id, response)? {
+            Err(RespondError::AddressUnverified)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`respond`](Self::respond); `Ok(true)` when an Echo challenge went out instead.
+    fn respond_checked(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        response: Response,
+    ) -> Result<bool, RespondError> {
         if !response.code.is_response() {
             return Err(RespondError::NotAResponse);
         }
@@ -1023,8 +1105,16 @@ impl<P: Peer> Endpoint<P> {
             response.options.set_uint(OptionNumber::SIZE2, size);
         }
         let (block1, block2, cache_key) = (ex.block1, ex.block2, ex.cache_key.take());
+        let (budget, unsafe_method) = (ex.budget, ex.unsafe_method);
         let peer = ex.peer.clone();
+        let token = ex.token.clone();
         let limit = self.block_limit_for(&peer);
+        // A layer above may have vouched for the address since (`confirm_address`).
+        let budget = budget.filter(|_| self.address_unverified(now, &peer));
+        let mut challenged = false;
+        // The response was cut to fit the amplification limit.
+        let mut limited = false;
+        let mut kept = None;
         match blockwise::cut_block(&mut response, block2, limit) {
             Err(code) => response = Response::new(code),
             Ok(Cut::Whole) => {}
@@ -1032,10 +1122,40 @@ impl<P: Peer> Endpoint<P> {
                 // The whole response is kept for the rest of the transfer (RFC 7959
                 // §2.7 for unsafe methods; for GET it spares running the handler and
                 // copying the representation once per block).
-                let whole = core::mem::replace(&mut response, block);
-                if let (true, Some(k)) = (whole.code.is_success(), cache_key) {
-                    self.response_cache.insert(now, peer, k, whole);
+                kept = Some(core::mem::replace(&mut response, block));
+            }
+        }
+        if let Some(budget) = budget {
+            let len = codec::datagram_len(token.as_bytes(), &response.options, &response.payload);
+            if len > budget as usize {
+                // The response goes out in blocks small enough for the budget (RFC 7959
+                // §2.4 lets the server pick the size), with an Echo value the client
+                // proves its address with on the next block (RFC 9175 §2.3, preemptive):
+                // every client can follow that, and one that echoes gets full-size
+                // responses afterwards.
+                let had_kept = kept.is_some();
+                let mut whole = kept.take().unwrap_or_else(|| response.clone());
+                if let Some(block) =
+                    self.shrink_for_budget(now, &peer, &token, &mut whole, block2, budget)
+                {
+                    response = block;
+                    kept = Some(whole);
+                    limited = true;
+                } else if unsafe_method {
+                    // It cannot be cut (the application did its own block-wise
+                    // transfer), and the request has taken effect: sent as it is.
+                    kept = had_kept.then_some(whole);
+                } else {
+                    // RFC 9175 §2.4 item 3: a short 4.01 with Echo instead; the request
+                    // is safe to repeat.
+                    response = self.echo_challenge(now, &peer);
+                    challenged = true;
                 }
+            }
+        }
+        if let (Some(whole), Some(k)) = (kept, cache_key) {
+            if whole.code.is_success() {
+                self.response_cache.insert(now, peer.clone(), k, whole);
             }
         }
         if let Some(block) = block1 {
@@ -1054,7 +1174,7 @@ impl<P: Peer> Endpoint<P> {
                 self.send_separate_ack(now, key);
             }
             self.finish_incoming(key);
-            return Ok(());
+            return Ok(challenged);
         }
         let peer = ex.peer.clone();
         let token = ex.token.clone();
@@ -1074,19 +1194,19 @@ impl<P: Peer> Endpoint<P> {
                 ),
                 None => {
                     self.finish_incoming(key);
-                    return Ok(());
+                    return Ok(challenged);
                 }
             };
             let timer = self.timers.insert(now + delay, TimerKind::Leisure(key));
             if let Some(ex) = self.incoming.get_mut(&key) {
                 ex.leisure = Some((wire, timer));
             }
-            return Ok(());
+            return Ok(challenged);
         }
         if !ex.confirmable {
             self.send_non_response(now, peer, &token, &response);
             self.finish_incoming(key);
-            return Ok(());
+            return Ok(challenged);
         }
         if !ex.acked {
             // Piggybacked (RFC 7252 §5.2.1).
@@ -1107,17 +1227,19 @@ impl<P: Peer> Endpoint<P> {
                 payload: wire,
             });
             self.finish_incoming(key);
-            return Ok(());
+            return Ok(challenged);
         }
-        // Separate response (RFC 7252 §5.2.2).
-        if !self.config.separate_response_confirmable {
+        // Separate response (RFC 7252 §5.2.2). One that carries an Echo value for an
+        // unverified address is never Confirmable: its retransmissions would multiply
+        // the bytes (RFC 9175 §2.4 item 3: piggybacked or Non-confirmable).
+        if !self.config.separate_response_confirmable || challenged || limited {
             self.send_non_response(now, peer, &token, &response);
             self.finish_incoming(key);
-            return Ok(());
+            return Ok(challenged);
         }
         let Some(mid) = self.allocate_message_id(now, &peer) else {
             self.finish_incoming(key);
-            return Ok(());
+            return Ok(challenged);
         };
         let wire = codec::encode(
             self.framing,
@@ -1147,7 +1269,79 @@ impl<P: Peer> Endpoint<P> {
                 timer,
             });
         }
-        Ok(())
+        Ok(challenged)
+    }
+
+    /// The budget of a request from `peer` under the amplification limit (RFC 9175
+    /// §2.4 item 3): `None` when there is no limit or the address is verified. A valid
+    /// Echo value in the request verifies the address first.
+    fn amplification_budget(&mut self, now: Instant, peer: &P, msg: &Inbound<'_>) -> Option<u32> {
+        let v = self.validation.as_mut()?;
+        if v.is_verified(now, peer) {
+            return None;
+        }
+        if let Some(echo) = msg.option(OptionNumber::ECHO) {
+            if v.echo_is_valid(now, peer, echo) {
+                v.confirm(now, peer);
+                return None;
+            }
+        }
+        Some(u32::try_from(v.limit().budget(msg.wire_len())).unwrap_or(u32::MAX))
+    }
+
+    /// A 4.01 (Unauthorized) with a fresh Echo value: the client repeats its request
+    /// with the value to prove its address (RFC 9175 §2.3, §2.4 item 3).
+    fn echo_challenge(&self, now: Instant, peer: &P) -> Response {
+        let mut response = Response::new(Code::UNAUTHORIZED);
+        if let Some(v) = &self.validation {
+            response
+                .options
+                .set(OptionNumber::ECHO, v.make_echo(now, peer).to_vec());
+        }
+        response
+    }
+
+    /// Cuts `whole` into blocks small enough for `budget` (RFC 7959 §2.4: the server
+    /// may pick a smaller size than asked) and puts an Echo value on the first one (a
+    /// preemptive Echo, RFC 9175 §2.3), so the client's next request verifies its
+    /// address. `None` when the response cannot be cut (the application did its own
+    /// block-wise transfer, or its options alone are too large): it then goes out as
+    /// it is.
+    fn shrink_for_budget(
+        &self,
+        now: Instant,
+        peer: &P,
+        token: &Token,
+        whole: &mut Response,
+        requested: Option<BlockValue>,
+        budget: u32,
+    ) -> Option<Response> {
+        let echo = self.validation.as_ref()?.make_echo(now, peer);
+        let szx = szx_within(token, &whole.options, budget);
+        match blockwise::cut_block(whole, requested, BlockLimit::plain(szx)) {
+            Ok(Cut::Block(mut block)) => {
+                block.options.set(OptionNumber::ECHO, echo.to_vec());
+                Some(block)
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks `peer`'s address as verified for the amplification limit (RFC 9175 §2.4
+    /// item 3), for a layer above that authenticated it otherwise (an OSCORE request
+    /// that verified, say). No effect without an
+    /// [`AmplificationLimit`](crate::AmplificationLimit).
+    pub fn confirm_address(&mut self, now: Instant, peer: &P) {
+        if let Some(v) = &mut self.validation {
+            v.confirm(now, peer);
+        }
+    }
+
+    /// Whether the amplification limit applies to `peer` (its address is not verified).
+    pub fn address_unverified(&self, now: Instant, peer: &P) -> bool {
+        self.validation
+            .as_ref()
+            .is_some_and(|v| !v.is_verified(now, peer))
     }
 
     /// Forgets a server exchange and its timers.
@@ -1422,7 +1616,6 @@ impl<P: Peer> Endpoint<P> {
         if let Some(state) = self
             .dedup
             .get(&peer, mid)
-            .cloned()
             .filter(|_| self.framing.is_none())
         {
             if let (true, DedupState::Answered(wire)) = (confirmable, state) {

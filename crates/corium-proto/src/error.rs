@@ -53,6 +53,10 @@ pub enum RespondError {
     /// answered without Observe, not registered, because `max_observations` or
     /// `max_observations_per_peer` is reached (RFC 7641 §4.1 allows this).
     TooManyObservations,
+    /// The response was too large for a peer whose address is not verified; a 4.01 with
+    /// an Echo option went out instead (RFC 9175 §2.4 item 3), and a registration was not
+    /// kept. The client repeats the request with the Echo value.
+    AddressUnverified,
 }
 
 impl fmt::Display for RespondError {
@@ -64,6 +68,9 @@ impl fmt::Display for RespondError {
                 "answered, but the response does not start an observation"
             }
             RespondError::TooManyObservations => "answered without Observe: too many observations",
+            RespondError::AddressUnverified => {
+                "answered with 4.01 and Echo: the peer's address is not verified yet"
+            }
         })
     }
 }

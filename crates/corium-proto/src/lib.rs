@@ -41,6 +41,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod amplification;
 mod block1;
 mod blockwise;
 mod codec;
@@ -57,6 +58,7 @@ mod timer;
 #[cfg(test)]
 mod tests;
 
+pub use amplification::AmplificationLimit;
 pub use config::{Block1Passthrough, EndpointConfig, TransmissionParameters};
 pub use endpoint::observe::{NotifyOptions, ObservationEndReason, ObservationId};
 pub use endpoint::signaling::{

@@ -35,8 +35,9 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use bytes::Bytes;
+use core::hash::BuildHasher;
 use corium_wire::{Code, MessageType, OptionNumber};
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use super::{
     ClientState, Endpoint, Event, IncomingId, Owner, Peer, RequestId, Retransmission, TimerKind,
@@ -109,43 +110,197 @@ struct Queued {
     confirmable: bool,
 }
 
+/// The Confirmable notification awaiting its ACK, and the newest state waiting for it.
 #[derive(Debug)]
-pub(super) struct Observation<P> {
-    peer: P,
-    token: Token,
-    /// The last sequence number sent.
-    seq: u32,
+struct Pending {
+    in_flight: Retransmission,
+    /// One slot: newest wins (RFC 7641 §4.5.2).
+    queued: Option<Queued>,
+}
+
+/// Tokens up to this length are kept inside the relation (every token of CoAP over UDP,
+/// RFC 7252 §5.3.1); longer ones (RFC 8974) in [`Observations::long_tokens`].
+const INLINE_TOKEN: usize = 8;
+/// `Observation::flags`: the number of recent message IDs (low bits).
+const RECENT_LEN_MASK: u8 = 0x0f;
+/// `Observation::flags`: a final (error) notification is in flight; the relation is
+/// already off the list.
+const CLOSING: u8 = 0x80;
+
+/// One relation. Kept to 56 bytes: with many observers the relations are most of the
+/// server's memory (the peer address is kept once per peer, in [`Observations::peers`]).
+#[derive(Debug)]
+pub(super) struct Observation {
+    /// The peer's slot in [`Observations::peers`].
+    peer: u32,
     /// When the last Confirmable notification went out.
     last_con: Instant,
-    /// The message IDs of the latest notifications, oldest first, `recent_len` of
-    /// them; only a Confirmable one awaiting its ACK is mapped in `by_message_id`.
+    /// The Confirmable notification awaiting its ACK, and the state queued behind it.
+    /// Boxed: most relations have none most of the time.
+    pending: Option<Box<Pending>>,
+    /// The last sequence number sent.
+    seq: u32,
+    /// The message IDs of the latest notifications, oldest first; only a Confirmable
+    /// one awaiting its ACK is mapped in `by_message_id`.
     recent_mids: [u16; RECENT_MIDS],
-    recent_len: u8,
-    /// The Confirmable notification awaiting its ACK.
-    /// Boxed, like `queued`: most relations have neither most of the time, and a
-    /// relation's size is what bounds how many observers fit in memory.
-    in_flight: Option<Box<Retransmission>>,
-    /// The newest state, waiting for `in_flight` (one slot: newest wins).
-    queued: Option<Box<Queued>>,
-    /// A final (error) notification is in flight; the relation is already off the list.
-    closing: bool,
+    /// The token when at most [`INLINE_TOKEN`] bytes long.
+    token: [u8; INLINE_TOKEN],
+    /// The token's length; above [`INLINE_TOKEN`], the token is in `long_tokens`.
+    token_len: u8,
+    /// How many of `recent_mids` are in use, and [`CLOSING`].
+    flags: u8,
+}
+
+/// A peer with relations (listed, or finishing a final notification).
+#[derive(Debug)]
+struct PeerRelations<P> {
+    peer: P,
+    /// Its listed relations (at most `max_observations_per_peer`).
+    ids: Vec<u64>,
+    /// Relations in `map` that name this slot.
+    refs: u32,
 }
 
 /// The server's observers.
 #[derive(Debug)]
 pub(super) struct Observations<P> {
-    map: HashMap<u64, Observation<P>>,
-    by_key: HashMap<(P, Token), u64>,
-    /// The relations of each peer (at most `max_observations_per_peer`).
-    per_peer: HashMap<P, Vec<u64>>,
+    map: HashMap<u64, Observation>,
+    /// The listed relations by (peer, token) (RFC 7641 §4.1): only their ids, hashed on
+    /// (peer, token) and compared through `map`, so the key is not stored twice (8 bytes
+    /// an entry instead of a copy of the peer address and the token).
+    by_key: HashTable<u64>,
+    hasher: DefaultHashBuilder,
+    /// The peers with relations (a slab: `Observation::peer` indexes it).
+    peers: Vec<Option<PeerRelations<P>>>,
+    /// Free slots of `peers`.
+    free_peers: Vec<u32>,
+    /// The slot of each peer in `peers`.
+    peer_slots: HashMap<P, u32>,
+    /// Tokens longer than [`INLINE_TOKEN`] bytes, by relation.
+    long_tokens: HashMap<u64, Token>,
 }
 
 impl<P: Peer> Observations<P> {
     pub(super) fn new() -> Self {
         Observations {
             map: HashMap::new(),
-            by_key: HashMap::new(),
-            per_peer: HashMap::new(),
+            by_key: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            peers: Vec::new(),
+            free_peers: Vec::new(),
+            peer_slots: HashMap::new(),
+            long_tokens: HashMap::new(),
+        }
+    }
+
+    /// The token of relation `id`.
+    fn token<'a>(long_tokens: &'a HashMap<u64, Token>, id: u64, o: &'a Observation) -> &'a [u8] {
+        match o.token.get(..usize::from(o.token_len)) {
+            Some(inline) => inline,
+            None => long_tokens.get(&id).map_or(&[], Token::as_bytes),
+        }
+    }
+
+    /// The peer of a relation.
+    fn peer_of<'a>(peers: &'a [Option<PeerRelations<P>>], o: &Observation) -> Option<&'a P> {
+        peers
+            .get(o.peer as usize)
+            .and_then(Option::as_ref)
+            .map(|p| &p.peer)
+    }
+
+    /// The slot of `peer`, created if needed, with one more relation naming it.
+    fn acquire_peer(&mut self, peer: &P) -> u32 {
+        if let Some(&slot) = self.peer_slots.get(peer) {
+            if let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) {
+                p.refs += 1;
+            }
+            return slot;
+        }
+        let entry = PeerRelations {
+            peer: peer.clone(),
+            ids: Vec::new(),
+            refs: 1,
+        };
+        let slot = match self.free_peers.pop() {
+            Some(slot) => {
+                self.peers[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.peers.push(Some(entry));
+                (self.peers.len() - 1) as u32
+            }
+        };
+        self.peer_slots.insert(peer.clone(), slot);
+        slot
+    }
+
+    /// A relation naming peer slot `slot` is gone; frees the slot with the last one.
+    fn release_peer(&mut self, slot: u32) {
+        let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        p.refs -= 1;
+        if p.refs == 0 {
+            self.peer_slots.remove(&p.peer);
+            self.peers[slot as usize] = None;
+            self.free_peers.push(slot);
+        }
+    }
+
+    /// The listed relations of `peer`.
+    fn listed_of(&self, peer: &P) -> &[u64] {
+        self.peer_slots
+            .get(peer)
+            .and_then(|slot| self.peers.get(*slot as usize))
+            .and_then(Option::as_ref)
+            .map_or(&[], |p| &p.ids)
+    }
+
+    /// The `by_key` hash of (peer, token).
+    fn key_hash(hasher: &DefaultHashBuilder, peer: &P, token: &[u8]) -> u64 {
+        hasher.hash_one((peer, token))
+    }
+
+    /// The listed relation of (`peer`, `token`).
+    fn listed(&self, peer: &P, token: &[u8]) -> Option<u64> {
+        let hash = Self::key_hash(&self.hasher, peer, token);
+        self.by_key
+            .find(hash, |id| {
+                self.map.get(id).is_some_and(|o| {
+                    Self::peer_of(&self.peers, o) == Some(peer)
+                        && Self::token(&self.long_tokens, *id, o) == token
+                })
+            })
+            .copied()
+    }
+
+    /// Lists relation `id` (already in `map`) under its (peer, token).
+    fn list(&mut self, id: u64) {
+        let Observations {
+            map,
+            by_key,
+            hasher,
+            peers,
+            long_tokens,
+            ..
+        } = self;
+        let Some(o) = map.get(&id) else {
+            return;
+        };
+        let Some(peer) = Self::peer_of(peers, o) else {
+            return;
+        };
+        let hash = Self::key_hash(hasher, peer, Self::token(long_tokens, id, o));
+        by_key.insert_unique(hash, id, |other| {
+            map.get(other).map_or(0, |o| match Self::peer_of(peers, o) {
+                Some(peer) => Self::key_hash(hasher, peer, Self::token(long_tokens, *other, o)),
+                None => 0,
+            })
+        });
+        if let Some(p) = peers.get_mut(o.peer as usize).and_then(Option::as_mut) {
+            p.ids.push(id);
         }
     }
 
@@ -156,12 +311,12 @@ impl<P: Peer> Observations<P> {
 
     /// Whether `peer` has observations (its message-ID state must not be evicted).
     pub(super) fn has_peer(&self, peer: &P) -> bool {
-        self.per_peer.contains_key(peer)
+        !self.listed_of(peer).is_empty()
     }
 
     /// The relations of `peer` on the list.
     pub(super) fn peer_relations(&self, peer: &P) -> alloc::vec::Vec<u64> {
-        self.per_peer.get(peer).cloned().unwrap_or_default()
+        self.listed_of(peer).to_vec()
     }
 
     /// Takes a relation off the list of observers (it may still finish a transmission).
@@ -169,13 +324,17 @@ impl<P: Peer> Observations<P> {
         let Some(o) = self.map.get(&id) else {
             return;
         };
-        let key = (o.peer.clone(), o.token.clone());
-        if self.by_key.get(&key) == Some(&id) {
-            self.by_key.remove(&key);
-            if let Some(ids) = self.per_peer.get_mut(&key.0) {
-                ids.retain(|i| *i != id);
-                if ids.is_empty() {
-                    self.per_peer.remove(&key.0);
+        let Some(peer) = Self::peer_of(&self.peers, o) else {
+            return;
+        };
+        let hash = Self::key_hash(&self.hasher, peer, Self::token(&self.long_tokens, id, o));
+        if let Ok(entry) = self.by_key.find_entry(hash, |i| *i == id) {
+            entry.remove();
+            if let Some(p) = self.peers.get_mut(o.peer as usize).and_then(Option::as_mut) {
+                p.ids.retain(|i| *i != id);
+                if p.ids.is_empty() {
+                    // Give the memory of a peer that had many relations back.
+                    p.ids = Vec::new();
                 }
             }
         }
@@ -183,18 +342,36 @@ impl<P: Peer> Observations<P> {
 
     /// The relation of `peer` that recently sent a notification with `mid`.
     pub(super) fn by_recent_mid(&self, peer: &P, mid: u16) -> Option<u64> {
-        self.per_peer.get(peer)?.iter().copied().find(|id| {
+        self.listed_of(peer).iter().copied().find(|id| {
             self.map
                 .get(id)
-                .is_some_and(|o| o.recent_mids[..usize::from(o.recent_len)].contains(&mid))
+                .is_some_and(|o| o.recent_mids[..o.recent_len()].contains(&mid))
         })
     }
 }
 
-impl<P> Observation<P> {
+impl Observation {
+    /// How many of `recent_mids` are in use.
+    fn recent_len(&self) -> usize {
+        usize::from(self.flags & RECENT_LEN_MASK)
+    }
+
+    /// Whether a final notification is in flight (the relation is off the list).
+    fn closing(&self) -> bool {
+        self.flags & CLOSING != 0
+    }
+
+    fn set_closing(&mut self, closing: bool) {
+        if closing {
+            self.flags |= CLOSING;
+        } else {
+            self.flags &= !CLOSING;
+        }
+    }
+
     /// The newest notification's message ID.
     fn newest_mid(&self) -> Option<u16> {
-        usize::from(self.recent_len)
+        self.recent_len()
             .checked_sub(1)
             .map(|i| self.recent_mids[i])
     }
@@ -202,12 +379,13 @@ impl<P> Observation<P> {
     /// Remembers a notification's message ID, forgetting the oldest beyond
     /// [`RECENT_MIDS`].
     fn remember_mid(&mut self, mid: u16) {
-        if usize::from(self.recent_len) == RECENT_MIDS {
+        let len = self.recent_len();
+        if len == RECENT_MIDS {
             self.recent_mids.rotate_left(1);
             self.recent_mids[RECENT_MIDS - 1] = mid;
         } else {
-            self.recent_mids[usize::from(self.recent_len)] = mid;
-            self.recent_len += 1;
+            self.recent_mids[len] = mid;
+            self.flags += 1;
         }
     }
 }
@@ -299,12 +477,10 @@ impl<P: Peer> Endpoint<P> {
             self.respond(now, id, response)?;
             return Err(RespondError::NotObservable);
         }
-        let key = (peer.clone(), token.clone());
-        let replaced = self.observations.by_key.get(&key).copied();
+        let replaced = self.observations.listed(&peer, token.as_bytes());
         let (total, mine) = (
             self.observations.len() - usize::from(replaced.is_some()),
-            self.observations.per_peer.get(&peer).map_or(0, Vec::len)
-                - usize::from(replaced.is_some()),
+            self.observations.listed_of(&peer).len() - usize::from(replaced.is_some()),
         );
         if total >= self.config.max_observations || mine >= self.config.max_observations_per_peer {
             let mut response = response;
@@ -329,26 +505,32 @@ impl<P: Peer> Endpoint<P> {
             });
         }
         let obs = self.alloc_id();
+        let mut inline = [0; INLINE_TOKEN];
+        let token_len = match inline.get_mut(..token.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(token.as_bytes());
+                token.len() as u8
+            }
+            None => {
+                self.observations.long_tokens.insert(obs, token);
+                u8::MAX
+            }
+        };
+        let slot = self.observations.acquire_peer(&peer);
         self.observations.map.insert(
             obs,
             Observation {
-                peer: peer.clone(),
-                token,
-                seq,
+                peer: slot,
                 last_con: now,
+                pending: None,
+                seq,
                 recent_mids: [0; RECENT_MIDS],
-                recent_len: 0,
-                in_flight: None,
-                queued: None,
-                closing: false,
+                token: inline,
+                token_len,
+                flags: 0,
             },
         );
-        self.observations.by_key.insert(key, obs);
-        self.observations
-            .per_peer
-            .entry(peer)
-            .or_default()
-            .push(obs);
+        self.observations.list(obs);
         Ok(ObservationId(obs))
     }
 
@@ -370,13 +552,16 @@ impl<P: Peer> Endpoint<P> {
             return Err(NotifyError::NotAResponse);
         }
         let limit = match self.observations.map.get(&obs.0) {
-            Some(o) => self.block_limit_for(&o.peer),
+            Some(o) => match Observations::peer_of(&self.observations.peers, o) {
+                Some(peer) => self.block_limit_for(peer),
+                None => return Err(NotifyError::UnknownObservation),
+            },
             None => return Err(NotifyError::UnknownObservation),
         };
         let Some(o) = self.observations.map.get_mut(&obs.0) else {
             return Err(NotifyError::UnknownObservation);
         };
-        if o.closing {
+        if o.closing() {
             return Err(NotifyError::UnknownObservation);
         }
         let mut response = response;
@@ -388,12 +573,13 @@ impl<P: Peer> Endpoint<P> {
             response,
             confirmable: options.confirmable,
         };
-        o.closing = last;
-        let send_now = if o.in_flight.is_some() {
-            o.queued = Some(Box::new(queued));
-            None
-        } else {
-            Some(queued)
+        o.set_closing(last);
+        let send_now = match o.pending.as_mut() {
+            Some(pending) => {
+                pending.queued = Some(queued);
+                None
+            }
+            None => Some(queued),
         };
         if last {
             self.observations.unlist(obs.0);
@@ -409,6 +595,13 @@ impl<P: Peer> Endpoint<P> {
     /// re-register).
     pub fn end_observation(&mut self, obs: ObservationId) {
         self.drop_observation(obs.0);
+    }
+
+    /// The peer of relation `obs` (while the endpoint keeps it), e.g. for the request
+    /// context of the handler that produces its notifications.
+    pub fn observation_peer(&self, obs: ObservationId) -> Option<&P> {
+        let o = self.observations.map.get(&obs.0)?;
+        Observations::peer_of(&self.observations.peers, o)
     }
 
     /// The number of observers on the list.
@@ -428,20 +621,31 @@ impl<P: Peer> Endpoint<P> {
         let Some(o) = self.observations.map.remove(&id) else {
             return;
         };
-        if let Some(r) = &o.in_flight {
-            self.timers.remove(r.timer);
+        if usize::from(o.token_len) > INLINE_TOKEN {
+            self.observations.long_tokens.remove(&id);
         }
-        if let Some(mid) = o.newest_mid() {
-            self.forget_message_id(&o.peer, mid, Owner::Observation(id));
+        if let Some(p) = &o.pending {
+            self.timers.remove(p.in_flight.timer);
         }
+        let peer = Observations::peer_of(&self.observations.peers, &o).cloned();
+        self.observations.release_peer(o.peer);
+        if let (Some(mid), Some(peer)) = (o.newest_mid(), peer) {
+            self.forget_message_id(&peer, mid, Owner::Observation(id));
+        }
+    }
+
+    /// The peer of relation `id`.
+    fn relation_peer(&self, id: u64) -> Option<P> {
+        let o = self.observations.map.get(&id)?;
+        Observations::peer_of(&self.observations.peers, o).cloned()
     }
 
     /// Ends a relation and reports it.
     pub(super) fn end_relation(&mut self, id: u64, reason: ObservationEndReason) {
-        let Some(o) = self.observations.map.get(&id) else {
+        let (Some(o), Some(peer)) = (self.observations.map.get(&id), self.relation_peer(id)) else {
             return;
         };
-        let (peer, closing) = (o.peer.clone(), o.closing);
+        let closing = o.closing();
         self.drop_observation(id);
         if !closing {
             self.events.push_back(Event::ObservationEnded {
@@ -461,10 +665,10 @@ impl<P: Peer> Endpoint<P> {
         n: Queued,
         carry: Option<(u32, Duration)>,
     ) {
-        let Some(o) = self.observations.map.get(&id) else {
+        let (Some(o), Some(peer)) = (self.observations.map.get(&id), self.relation_peer(id)) else {
             return;
         };
-        let (peer, closing) = (o.peer.clone(), o.closing);
+        let closing = o.closing();
         let Some(mid) = self.allocate_message_id(now, &peer) else {
             // No message ID free towards this peer: the state is skipped (§4.5.2 allows
             // skipping intermediate states); a final one ends the relation here.
@@ -478,14 +682,15 @@ impl<P: Peer> Endpoint<P> {
         } else {
             Duration::ZERO
         };
-        let Some(o) = self.observations.map.get_mut(&id) else {
+        let observations = &mut self.observations;
+        let Some(o) = observations.map.get_mut(&id) else {
             return;
         };
         // RFC 8323 §7: a reliable transport has no Confirmable notifications.
         let confirmable = self.framing.is_none()
             && (n.confirmable || carry.is_some() || now >= o.last_con + CON_AT_LEAST_EVERY);
         let mut response = n.response;
-        if o.closing {
+        if o.closing() {
             response.options.remove(OptionNumber::OBSERVE);
         } else {
             o.seq = (o.seq + 1) & SEQ_MASK;
@@ -501,7 +706,7 @@ impl<P: Peer> Endpoint<P> {
             ty,
             response.code,
             mid,
-            o.token.as_bytes(),
+            Observations::<P>::token(&observations.long_tokens, id, o),
             &response.options,
             &response.payload,
         );
@@ -516,14 +721,17 @@ impl<P: Peer> Endpoint<P> {
             self.by_message_id
                 .insert((peer.clone(), mid), Owner::Observation(id));
         }
+        // Only a Confirmable notification keeps its bytes (for retransmission); a NON
+        // one is not copied.
+        let kept = confirmable.then(|| wire.clone());
         self.transmits.push_back(Transmit {
             peer: peer.clone(),
-            payload: wire.clone(),
+            payload: wire,
         });
         let Some(o) = self.observations.map.get_mut(&id) else {
             return;
         };
-        if confirmable {
+        if let Some(wire) = kept {
             o.last_con = now;
             let (sent, timeout) = match carry {
                 Some((sent, t)) => (sent + 1, t * 2),
@@ -532,14 +740,18 @@ impl<P: Peer> Endpoint<P> {
             let timer = self
                 .timers
                 .insert(now + timeout, TimerKind::NotifyRetransmit(id));
-            o.in_flight = Some(Box::new(Retransmission {
-                message_id: mid,
-                wire,
-                sent,
-                timeout,
-                timer,
+            let queued = o.pending.take().and_then(|p| p.queued);
+            o.pending = Some(Box::new(Pending {
+                in_flight: Retransmission {
+                    message_id: mid,
+                    wire,
+                    sent,
+                    timeout,
+                    timer,
+                },
+                queued,
             }));
-        } else if o.closing {
+        } else if o.closing() {
             self.drop_observation(id);
         }
     }
@@ -549,18 +761,20 @@ impl<P: Peer> Endpoint<P> {
         let Some(o) = self.observations.map.get_mut(&id) else {
             return;
         };
-        let Some(r) = o.in_flight.take_if(|r| r.message_id == mid) else {
+        let Some(p) = o.pending.take_if(|p| p.in_flight.message_id == mid) else {
             return;
         };
-        self.timers.remove(r.timer);
-        let peer = o.peer.clone();
-        self.forget_message_id(&peer, mid, Owner::Observation(id));
-        let Some(o) = self.observations.map.get_mut(&id) else {
+        let closing = o.closing();
+        self.timers.remove(p.in_flight.timer);
+        if let Some(peer) = Observations::peer_of(&self.observations.peers, o).cloned() {
+            self.forget_message_id(&peer, mid, Owner::Observation(id));
+        }
+        if !self.observations.map.contains_key(&id) {
             return;
-        };
-        if let Some(next) = o.queued.take() {
-            self.transmit_notification(now, id, *next, None);
-        } else if o.closing {
+        }
+        if let Some(next) = p.queued {
+            self.transmit_notification(now, id, next, None);
+        } else if closing {
             self.drop_observation(id);
         }
     }
@@ -578,24 +792,27 @@ impl<P: Peer> Endpoint<P> {
         let Some(o) = self.observations.map.get_mut(&id) else {
             return;
         };
-        let Some(r) = o.in_flight.as_mut() else {
+        let Some(p) = o.pending.as_mut() else {
             return;
         };
-        if r.sent > max {
+        if p.in_flight.sent > max {
             self.end_relation(id, ObservationEndReason::Timeout);
             return;
         }
-        if let Some(next) = o.queued.take() {
-            let (sent, timeout) = (r.sent, r.timeout);
-            o.in_flight = None;
-            self.transmit_notification(now, id, *next, Some((sent, timeout)));
+        if let Some(next) = p.queued.take() {
+            let (sent, timeout) = (p.in_flight.sent, p.in_flight.timeout);
+            o.pending = None;
+            self.transmit_notification(now, id, next, Some((sent, timeout)));
             return;
         }
+        let r = &mut p.in_flight;
         let payload = r.again(now, &mut self.timers, TimerKind::NotifyRetransmit(id));
-        self.transmits.push_back(Transmit {
-            peer: o.peer.clone(),
-            payload,
-        });
+        if let Some(peer) = Observations::peer_of(&self.observations.peers, o) {
+            self.transmits.push_back(Transmit {
+                peer: peer.clone(),
+                payload,
+            });
+        }
     }
 
     /// A request arrived: reads its Observe option and, for a GET or FETCH with
@@ -612,8 +829,7 @@ impl<P: Peer> Endpoint<P> {
             return None;
         }
         if observe == Some(1) {
-            let key = (peer.clone(), Token::new(token));
-            if let Some(id) = self.observations.by_key.get(&key).copied() {
+            if let Some(id) = self.observations.listed(peer, token) {
                 self.end_relation(id, ObservationEndReason::Deregistered);
             }
         }
@@ -748,5 +964,15 @@ impl<P: Peer> Endpoint<P> {
                 self.timers.remove(old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A relation stays at 56 bytes: with many observers the relations are most of the
+    /// server's memory.
+    #[test]
+    fn relation_size() {
+        assert_eq!(core::mem::size_of::<super::Observation>(), 56);
     }
 }

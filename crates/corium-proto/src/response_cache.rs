@@ -132,6 +132,13 @@ impl<P: Clone + Eq + Hash> ResponseCache<P> {
         Some(result.map(|(block, _)| block))
     }
 
+    /// The options of a kept response, if there is one (to size its blocks).
+    pub(crate) fn kept_options(&self, peer: &P, key: &[u8]) -> Option<&crate::message::Options> {
+        self.entries
+            .get(&(peer.clone(), key.to_vec()))
+            .map(|e| &e.response.options)
+    }
+
     #[cfg(test)]
     fn get(&mut self, now: Instant, peer: &P, key: Vec<u8>) -> Option<Response> {
         self.expire(now);

@@ -111,6 +111,9 @@ pub struct Registration {
     /// The length of `endpoint_link` without `;rt=core.rd-ep`: the endpoint's own
     /// attributes, which resource links inherit for matching (RFC 9176 §6.2).
     endpoint_attrs_len: usize,
+    /// Whether `endpoint_link` and its attribute part parse as link format (checked
+    /// once when rendered, so that lookups parse them only when a filter may match).
+    endpoint_parses: [bool; 2],
 }
 
 impl Registration {
@@ -231,6 +234,10 @@ impl Registration {
         self.endpoint_attrs_len = e.len();
         e.push_str(";rt=");
         e.push_str(ENDPOINT_RT);
+        self.endpoint_parses = [
+            first_link(&e).is_some(),
+            first_link(&e[..self.endpoint_attrs_len]).is_some(),
+        ];
         self.endpoint_link = e;
     }
 
@@ -394,6 +401,24 @@ fn first_link(text: &str) -> Option<Link<'_>> {
     parse_links(text).next().and_then(Result::ok)
 }
 
+/// Whether a link in `text` can match a criterion whose pattern, without its trailing
+/// `*`, is `stem`: without quoted-string escapes (`\`), every value a filter compares
+/// (the target, an attribute value, one of its space-separated tokens; RFC 6690 §4.1)
+/// is a slice of `text`, so a match needs `stem` inside `text`. This spares parsing the
+/// links a filter cannot select, which is most of them in a lookup over many
+/// registrations.
+fn may_match(text: &str, stem: &str) -> bool {
+    text.contains(stem) || text.contains('\\')
+}
+
+/// The `(name, pattern)` criteria with `may_match`'s stem of each pattern.
+fn stems(criteria: &[(String, String)]) -> Vec<&str> {
+    criteria
+        .iter()
+        .map(|(_, pattern)| pattern.strip_suffix('*').unwrap_or(pattern))
+        .collect()
+}
+
 impl RdState {
     /// An empty directory.
     pub fn new(config: RdConfig) -> RdState {
@@ -517,6 +542,7 @@ impl RdState {
             resolved: Vec::new(),
             endpoint_link: String::new(),
             endpoint_attrs_len: 0,
+            endpoint_parses: [false; 2],
         };
         reg.render();
         mutation.id = Some(id);
@@ -752,6 +778,7 @@ impl RdState {
             resolved: Vec::new(),
             endpoint_link: String::new(),
             endpoint_attrs_len: 0,
+            endpoint_parses: [false; 2],
         };
         reg.render();
         self.remove_entry(reg.id);
@@ -796,6 +823,7 @@ impl RdState {
             max_bytes: self.config.max_lookup_bytes,
         };
         let criteria = &query.criteria;
+        let stems = stems(criteria);
         let mut done = vec![false; criteria.len()];
         for reg in self.registrations.values() {
             if !reg.is_active(now) || !reg.visible_to(requester) {
@@ -803,30 +831,45 @@ impl RdState {
             }
             match kind {
                 LookupKind::Endpoint => {
-                    let Some(ep_link) = first_link(&reg.endpoint_link) else {
+                    if !reg.endpoint_parses[0] {
                         continue;
-                    };
-                    let matched = criteria.iter().all(|(name, pattern)| {
-                        matches_filter(&ep_link, name, pattern)
-                            || reg.resolved.iter().any(|text| {
-                                first_link(text).is_some_and(|l| matches_filter(&l, name, pattern))
-                            })
+                    }
+                    let matched = criteria.iter().zip(&stems).all(|((name, pattern), stem)| {
+                        let one = |text: &str| {
+                            may_match(text, stem)
+                                && first_link(text)
+                                    .is_some_and(|l| matches_filter(&l, name, pattern))
+                        };
+                        one(&reg.endpoint_link) || reg.resolved.iter().any(|text| one(text))
                     });
                     if matched && !out.push(&reg.endpoint_link)? {
                         break;
                     }
                 }
                 LookupKind::Resource => {
-                    let Some(ep_link) = first_link(reg.endpoint_attrs()) else {
+                    if !reg.endpoint_parses[1] {
                         continue;
-                    };
-                    for ((name, pattern), d) in criteria.iter().zip(done.iter_mut()) {
-                        *d = matches_filter(&ep_link, name, pattern);
+                    }
+                    let attrs = reg.endpoint_attrs();
+                    if stems.iter().any(|stem| may_match(attrs, stem)) {
+                        let Some(ep_link) = first_link(attrs) else {
+                            continue;
+                        };
+                        for ((name, pattern), d) in criteria.iter().zip(done.iter_mut()) {
+                            *d = matches_filter(&ep_link, name, pattern);
+                        }
+                    } else {
+                        done.fill(false);
                     }
                     let mut more = true;
                     for text in &reg.resolved {
                         let matched = done.iter().all(|d| *d)
-                            || first_link(text).is_some_and(|l| all_match(&l, criteria, &done));
+                            || (done
+                                .iter()
+                                .zip(&stems)
+                                .all(|(d, stem)| *d || may_match(text, stem))
+                                && first_link(text)
+                                    .is_some_and(|l| all_match(&l, criteria, &done)));
                         if matched && !out.push(text)? {
                             more = false;
                             break;

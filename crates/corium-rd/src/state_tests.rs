@@ -498,6 +498,37 @@ fn lookup_filtering() {
     assert_eq!(res(&st, "rt=core.rd-ep", now), "");
 }
 
+/// Lookups skip parsing links whose text cannot hold a match; quoted-string escapes
+/// (RFC 6690 §2: `\x` in a quoted value is `x`) must not hide a match from that shortcut.
+#[test]
+fn lookup_filtering_escaped_values() {
+    let mut st = RdState::new(RdConfig::default());
+    let now = t0();
+    register(
+        &mut st,
+        "ep=c",
+        "</a>;rt=\"te\\mp\",</b>;rt=other",
+        &from("10.0.0.3:5683"),
+        now,
+    );
+    assert_eq!(
+        res(&st, "rt=temp", now),
+        "<coap://10.0.0.3/a>;rt=\"te\\mp\""
+    );
+    assert_eq!(
+        res(&st, "rt=tem*", now),
+        "<coap://10.0.0.3/a>;rt=\"te\\mp\""
+    );
+    assert_eq!(semantic(&eps(&st, "rt=temp", now)).len(), 1);
+    assert_eq!(res(&st, "rt=tmp", now), "");
+    // A criterion met by the endpoint, another by one link.
+    assert_eq!(
+        res(&st, "ep=c&rt=other", now),
+        "<coap://10.0.0.3/b>;rt=other"
+    );
+    assert_eq!(res(&st, "ep=d&rt=other", now), "");
+}
+
 /// RFC 9176 §5 and §7.5: (ep, d) collisions.
 #[test]
 fn collisions_first_come_first_remembered() {

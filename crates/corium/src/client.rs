@@ -203,8 +203,9 @@ impl ClientBuilder {
         let bound = udp::bind(SocketAddr::from(([0u16; 8], 0)), V6Mode::Dual, false)
             .or_else(|_| udp::bind(SocketAddr::from(([0, 0, 0, 0], 0)), V6Mode::Dual, false))
             .map_err(|err| Error::uri(format!("cannot bind a DTLS socket: {err}")))?;
-        let (link, local) = crate::dtls::DtlsLink::new(bound, None, Some(config))
-            .map_err(|err| Error::uri(format!("DTLS configuration: {err}")))?;
+        let (link, local) =
+            crate::dtls::DtlsLink::new(bound, None, Some(config), Default::default())
+                .map_err(|err| Error::uri(format!("DTLS configuration: {err}")))?;
         let family = link.family;
         let config = self.config.clone();
         let ping_timeout = config.transmission.max_transmit_wait();
@@ -618,6 +619,10 @@ impl Client {
         let mut whole = first;
         whole.options.remove(OptionNumber::BLOCK2);
         let mut szx = block.szx;
+        // RFC 9175 §2.3: an Echo value in a response goes back in the next request (a
+        // server limiting what it sends to an unverified address puts one there).
+        let mut echo = whole.options.get(OptionNumber::ECHO).map(<[u8]>::to_vec);
+        whole.options.remove(OptionNumber::ECHO);
         // RFC 7959 §4: Size2 in the first block announces the total.
         let total = whole
             .options
@@ -644,7 +649,11 @@ impl Client {
             let mut req = template.clone();
             req.options
                 .set(OptionNumber::BLOCK2, next.encode(&mut buf).to_vec());
+            if let Some(value) = echo.take() {
+                req.options.set(OptionNumber::ECHO, value);
+            }
             let part = self.send_one(peer, req, options.clone()).await?;
+            echo = part.options.get(OptionNumber::ECHO).map(<[u8]>::to_vec);
             if !part.code.is_success() {
                 return Ok(Blocks::Complete(part));
             }
@@ -791,7 +800,33 @@ impl Client {
         }
     }
 
+    /// Sends one request and waits for its response. A 4.01 (Unauthorized) with an
+    /// Echo option the request did not carry is a challenge (RFC 9175 §2.3: the server
+    /// wants the request fresh, or its address verified, §2.4 item 3): the request is
+    /// sent once more with the Echo value, and that answer is the response.
     async fn send_one(
+        &self,
+        peer: SocketAddr,
+        request: Request,
+        options: RequestOptions,
+    ) -> Result<Response, Error> {
+        let retry = request.clone();
+        let response = self.send_once(peer, request, options.clone()).await?;
+        let echo = match response.options.get(OptionNumber::ECHO) {
+            Some(echo)
+                if response.code == Code::UNAUTHORIZED
+                    && retry.options.get(OptionNumber::ECHO) != Some(echo) =>
+            {
+                echo.to_vec()
+            }
+            _ => return Ok(response),
+        };
+        let mut retry = retry;
+        retry.options.set(OptionNumber::ECHO, echo);
+        self.send_once(peer, retry, options).await
+    }
+
+    async fn send_once(
         &self,
         peer: SocketAddr,
         request: Request,
@@ -952,15 +987,38 @@ impl RequestBuilder {
                 }
                 None => (request, None),
             };
-            crate::observe::Observation::start(
+            let plain = security.is_none();
+            let observation = crate::observe::Observation::start(
                 client.clone(),
                 peer,
-                request,
-                options,
+                request.clone(),
+                options.clone(),
                 timeout,
                 security,
             )
-            .await
+            .await?;
+            // RFC 9175 §2.3: a 4.01 with an Echo value the registration did not carry
+            // asks for it again with the value (a server verifying the address before
+            // it sends a large representation, §2.4 item 3).
+            let echo = match observation.first_response() {
+                Some(first)
+                    if plain
+                        && first.code == Code::UNAUTHORIZED
+                        && first.options.get(OptionNumber::ECHO).is_some()
+                        && first.options.get(OptionNumber::ECHO)
+                            != request.options.get(OptionNumber::ECHO) =>
+                {
+                    first.options.get(OptionNumber::ECHO).map(<[u8]>::to_vec)
+                }
+                _ => None,
+            };
+            let Some(echo) = echo else {
+                return Ok(observation);
+            };
+            drop(observation);
+            let mut request = request;
+            request.options.set(OptionNumber::ECHO, echo);
+            crate::observe::Observation::start(client, peer, request, options, timeout, None).await
         }
         .await;
         result.map_err(|e| e.with_target(&uri))

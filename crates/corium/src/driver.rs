@@ -136,6 +136,12 @@ impl Link {
 /// Datagrams read, or commands taken, per wake-up before the driver flushes its output.
 pub(crate) const BATCH: usize = 64;
 
+/// Observers notified per round of the driver: a notification to more observers is
+/// cut into parts of this many, each flushed to the socket before the next is
+/// encoded, so that the datagrams of a resource with 100 000 observers are never all in
+/// memory at once (RFC 7641 §4.5 leaves the pace to the server).
+const NOTIFY_CHUNK: usize = 1024;
+
 /// Direction of a traced datagram.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -263,6 +269,9 @@ pub(crate) struct Driver {
     multicasting: HashMap<RequestId, (u64, mpsc::UnboundedSender<(SocketAddr, Response)>)>,
     /// [`Command::Capabilities`] waiting for a peer's CSM.
     csm_waiters: HashMap<SocketAddr, Vec<oneshot::Sender<Option<PeerCapabilities>>>>,
+    /// A command queued work that should reach the socket before more commands run
+    /// (the next part of a large notification round).
+    flush_first: bool,
 }
 
 impl Driver {
@@ -288,6 +297,7 @@ impl Driver {
             shutdown_deadline: None,
             csm_waiters: HashMap::new(),
             multicasting: HashMap::new(),
+            flush_first: false,
         }
     }
 
@@ -342,8 +352,12 @@ impl Driver {
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
+                        self.flush_first = false;
                         self.command(cmd);
                         for _ in 1..BATCH {
+                            if self.flush_first {
+                                break;
+                            }
                             match self.rx.try_recv() {
                                 Ok(cmd) => self.command(cmd),
                                 Err(_) => break,
@@ -503,12 +517,22 @@ impl Driver {
                 }
             }
             Command::Notifications {
-                ids,
+                mut ids,
                 response,
                 options,
                 change,
             } => {
                 if let Some(server) = &mut self.server {
+                    if ids.len() > NOTIFY_CHUNK {
+                        let rest = ids.split_off(NOTIFY_CHUNK);
+                        let _ = server.tx.send(Command::Notifications {
+                            ids: rest,
+                            response: response.clone(),
+                            options,
+                            change,
+                        });
+                        self.flush_first = true;
+                    }
                     server.observers.deliver(
                         &mut self.endpoint,
                         now,
@@ -1006,6 +1030,7 @@ impl Driver {
             multicast,
             observe,
         } = incoming;
+        let now = self.now();
         let Some(server) = &mut self.server else {
             // A client-only endpoint serves nothing (RFC 7252 §5.9.2.5).
             self.respond(id, Response::new(Code::NOT_FOUND));
@@ -1029,6 +1054,10 @@ impl Driver {
                 if let Some(oscore) = server.oscore.as_mut() {
                     oscore.pending.insert(id, sealer);
                 }
+                // A request that verified comes from the holder of the context: its
+                // response needs no amplification limit (RFC 9175 §2.4 item 3 limits
+                // what goes to unauthenticated peers).
+                self.endpoint.confirm_address(now, &peer);
                 (inner, observe)
             }
         };
@@ -1045,7 +1074,6 @@ impl Driver {
                         id,
                         observable,
                         handler.clone(),
-                        peer,
                         request.clone(),
                         params.clone(),
                     );

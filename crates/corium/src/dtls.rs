@@ -42,15 +42,16 @@ pub(crate) struct DtlsLink {
 
 impl DtlsLink {
     /// A DTLS link over a bound socket: a server if `server` is given, a client if
-    /// `client` is.
+    /// `client` is; `limits` bounds its sessions and handshakes.
     pub(crate) fn new(
         bound: BoundSocket,
         server: Option<corium_dtls::ServerConfig>,
         client: Option<ClientConfig>,
+        limits: DtlsConfig,
     ) -> io::Result<(DtlsLink, SocketAddr)> {
         use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::from_entropy();
-        let dtls = DtlsEndpoint::new(DtlsConfig::default(), server, &mut rng)
+        let dtls = DtlsEndpoint::new(limits, server, &mut rng)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
         Ok((
             DtlsLink {

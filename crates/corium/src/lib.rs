@@ -68,6 +68,7 @@
 mod client;
 mod driver;
 mod dtls;
+pub mod edhoc;
 mod error;
 pub mod multicast;
 mod observe;
@@ -96,6 +97,6 @@ pub use corium_dtls;
 pub use corium_oscore;
 pub use corium_proto::wire::{self, Code, ContentFormat, OptionNumber};
 pub use corium_proto::{
-    self as proto, EndpointConfig, NotifyOptions, Options, Request, RequestOptions, Response,
-    TransmissionParameters,
+    self as proto, AmplificationLimit, EndpointConfig, NotifyOptions, Options, Request,
+    RequestOptions, Response, TransmissionParameters,
 };

@@ -163,11 +163,24 @@ struct Registration {
     key: Vec<u8>,
 }
 
-/// One registered observer, as the driver keeps it to run the handler again.
+/// One observer being registered (the handler has not answered yet).
+///
+/// Once registered, a relation is kept as its shared registration alone (one word in
+/// [`Observers::relations`]), plus an entry in [`Observers::extras`] for the few that
+/// need more: a relation's size bounds how many observers fit in memory (the issue's
+/// budget is 256 bytes per relation for the whole server). The peer is not kept either:
+/// the endpoint has it ([`Endpoint::observation_peer`]).
 struct Relation {
     shared: Arc<Registration>,
-    peer: SocketAddr,
-    state: ConditionState,
+    extra: Option<Box<RelationExtra>>,
+}
+
+/// The rarely needed part of a [`Relation`].
+#[derive(Default)]
+struct RelationExtra {
+    /// Per-observer state of the conditional attributes; `None` when the registration
+    /// has none that depend on it (every change then notifies).
+    state: Option<ConditionState>,
     /// RFC 8613 §4.1.3.5.2: the registration was OSCORE-protected; every notification
     /// to this observer is protected with its binding.
     sealer: Option<crate::oscore::Sealer>,
@@ -178,7 +191,10 @@ struct Relation {
 pub(crate) struct Observers {
     /// Registrations whose handler has not answered yet.
     registering: HashMap<IncomingId, Relation>,
-    relations: HashMap<ObservationId, Relation>,
+    /// The registered observers.
+    relations: HashMap<ObservationId, Arc<Registration>>,
+    /// Condition state and OSCORE sealers of the registered observers that have them.
+    extras: HashMap<ObservationId, Box<RelationExtra>>,
     /// The registrations in use, by resource and request.
     shared: HashMap<Vec<u8>, Weak<Registration>>,
 }
@@ -210,13 +226,11 @@ impl Observers {
     /// `respond_observe` once the handler is done. Returns the 4.00 answer to give
     /// instead when its conditional attributes are invalid (draft-ietf-core-conditional-
     /// attributes §3).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn registration(
         &mut self,
         id: IncomingId,
         observable: Observable,
         handler: Arc<dyn Handler>,
-        peer: SocketAddr,
         request: Request,
         params: Params,
     ) -> Option<Response> {
@@ -240,15 +254,13 @@ impl Observers {
                 shared
             }
         };
-        self.registering.insert(
-            id,
-            Relation {
-                shared,
-                peer,
-                state: ConditionState::default(),
+        let extra = shared.conditions.needs_state().then(|| {
+            Box::new(RelationExtra {
+                state: Some(ConditionState::default()),
                 sealer: None,
-            },
-        );
+            })
+        });
+        self.registering.insert(id, Relation { shared, extra });
         None
     }
 
@@ -256,7 +268,7 @@ impl Observers {
     /// protected with `sealer` (RFC 8613 §4.1.3.5.2).
     pub(crate) fn seal_with(&mut self, id: IncomingId, sealer: crate::oscore::Sealer) {
         if let Some(r) = self.registering.get_mut(&id) {
-            r.sealer = Some(sealer);
+            r.extra.get_or_insert_default().sealer = Some(sealer);
         }
     }
 
@@ -281,7 +293,7 @@ impl Observers {
             return Some(response);
         };
         let sample = Sample::of(&response);
-        let response = match relation.sealer.as_mut() {
+        let response = match relation.sealer() {
             None => response,
             // The outer code of a protected answer is always 2.xx (RFC 8613 §4.2): an
             // inner error must not register, so it is answered as a plain response.
@@ -303,9 +315,12 @@ impl Observers {
                 let observable = &relation.shared.observable;
                 observable.subscribe(tx);
                 observable.inner.observers.fetch_add(1, Ordering::Relaxed);
-                relation.state.reported(TokioInstant::now(), sample);
+                relation.reported(TokioInstant::now(), sample);
                 relation.schedule(obs, tx);
-                self.relations.insert(obs, relation);
+                if let Some(extra) = relation.extra {
+                    self.extras.insert(obs, extra);
+                }
+                self.relations.insert(obs, relation.shared);
             }
             Err(err) => {
                 tracing::debug!(?id, %err, "observe registration not kept");
@@ -317,13 +332,14 @@ impl Observers {
 
     /// The endpoint ended a relation (RST, timeout, deregistration, replacement).
     pub(crate) fn ended(&mut self, obs: ObservationId) {
-        if let Some(r) = self.relations.remove(&obs) {
-            r.shared
+        if let Some(shared) = self.relations.remove(&obs) {
+            shared
                 .observable
                 .inner
                 .observers
                 .fetch_sub(1, Ordering::Relaxed);
-            self.release(r);
+            let extra = self.extras.remove(&obs);
+            self.release(Relation { shared, extra });
         }
     }
 
@@ -339,21 +355,24 @@ impl Observers {
     ) {
         // Observers of one registration share its handler run (grouped by the shared
         // registration itself, so this is linear in the observers).
-        let mut groups: HashMap<*const Registration, (Vec<ObservationId>, &Relation)> =
+        let mut groups: HashMap<*const Registration, (Vec<ObservationId>, &Registration)> =
             HashMap::new();
         for (obs, r) in &self.relations {
-            if r.shared.observable.inner.id != observable {
+            if r.observable.inner.id != observable {
                 continue;
             }
             groups
-                .entry(Arc::as_ptr(&r.shared))
+                .entry(Arc::as_ptr(r))
                 .or_insert_with(|| (Vec::new(), r))
                 .0
                 .push(*obs);
         }
         let mut ready = Vec::new();
         for (ids, r) in groups.into_values() {
-            if let Some(ready_now) = r.run(ids, options, true, tx) {
+            let Some(peer) = ids.first().and_then(|id| endpoint.observation_peer(*id)) else {
+                continue;
+            };
+            if let Some(ready_now) = r.run(*peer, ids, options, true, tx) {
                 ready.push(ready_now);
             }
         }
@@ -374,8 +393,11 @@ impl Observers {
         let Some(r) = self.relations.get(&obs) else {
             return;
         };
+        let Some(peer) = endpoint.observation_peer(obs) else {
+            return;
+        };
         let options = NotifyOptions::default();
-        if let Some((ids, response)) = r.run(vec![obs], options, false, tx) {
+        if let Some((ids, response)) = r.run(*peer, vec![obs], options, false, tx) {
             self.deliver(endpoint, now, ids, response, options, false, tx);
         }
     }
@@ -397,21 +419,31 @@ impl Observers {
         let sample = Sample::of(&response);
         let at = TokioInstant::now();
         for obs in ids {
-            let Some(r) = self.relations.get_mut(&obs) else {
+            let Some(shared) = self.relations.get(&obs) else {
                 continue;
             };
-            if !last && !r.should_send(at, sample, change) {
-                r.schedule(obs, tx);
+            let conditions = &shared.conditions;
+            let mut extra = if self.extras.is_empty() {
+                None
+            } else {
+                self.extras.remove(&obs)
+            };
+            if !last && !should_send(conditions, extra.as_deref_mut(), at, sample, change) {
+                schedule(conditions, extra.as_deref_mut(), obs, tx);
+                if let Some(extra) = extra {
+                    self.extras.insert(obs, extra);
+                }
                 continue;
             }
             let options = NotifyOptions {
-                confirmable: options.confirmable || r.shared.conditions.con,
+                confirmable: options.confirmable || conditions.con,
             };
-            let outgoing = match r.sealer.as_mut() {
+            let sealer = extra.as_deref_mut().and_then(|e| e.sealer.as_mut());
+            let sealed = sealer.is_some();
+            let outgoing = match sealer {
                 None => Some(response.clone()),
                 Some(sealer) => sealer.seal_notification(&response),
             };
-            let sealed = r.sealer.is_some();
             let result = match outgoing {
                 Some(outgoing) => endpoint.notify(now, obs, outgoing, options),
                 None => Err(corium_proto::NotifyError::UnknownObservation),
@@ -423,28 +455,62 @@ impl Observers {
             }
             if last || result.is_err() {
                 // An error notification ends the relation (RFC 7641 §3.2).
+                if let Some(extra) = extra {
+                    self.extras.insert(obs, extra);
+                }
                 self.ended(obs);
                 continue;
             }
-            r.state.reported(at, sample);
-            r.schedule(obs, tx);
+            reported(extra.as_deref_mut(), at, sample);
+            schedule(conditions, extra.as_deref_mut(), obs, tx);
+            if let Some(extra) = extra {
+                self.extras.insert(obs, extra);
+            }
         }
     }
 }
 
 impl Relation {
+    /// The OSCORE sealer of a protected registration.
+    fn sealer(&mut self) -> Option<&mut crate::oscore::Sealer> {
+        self.extra.as_deref_mut()?.sealer.as_mut()
+    }
+
+    /// A notification (or the first response) with `sample` went out at `at`.
+    fn reported(&mut self, at: TokioInstant, sample: Option<Sample>) {
+        reported(self.extra.as_deref_mut(), at, sample);
+    }
+
+    #[cfg(test)]
+    fn should_send(&mut self, now: TokioInstant, sample: Option<Sample>, change: bool) -> bool {
+        should_send(
+            &self.shared.conditions,
+            self.extra.as_deref_mut(),
+            now,
+            sample,
+            change,
+        )
+    }
+
+    fn schedule(&mut self, obs: ObservationId, tx: &mpsc::UnboundedSender<Command>) {
+        schedule(&self.shared.conditions, self.extra.as_deref_mut(), obs, tx);
+    }
+}
+
+impl Registration {
     /// Runs the GET handler for the observers `ids` (who share this relation's
     /// request): the response now when the handler is ready at once, otherwise later as
     /// [`Command::Notifications`].
     fn run(
         &self,
+        peer: SocketAddr,
         ids: Vec<ObservationId>,
         options: NotifyOptions,
         change: bool,
         tx: &mpsc::UnboundedSender<Command>,
     ) -> Option<(Vec<ObservationId>, Response)> {
-        let shared = &self.shared;
-        let mut ctx = RequestContext::new(self.peer, shared.request.clone());
+        let shared = self;
+        let mut ctx = RequestContext::new(peer, shared.request.clone());
         ctx.params = shared.params.clone();
         let mut fut = CatchUnwind::Start(shared.handler.clone(), Some(ctx));
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -465,71 +531,92 @@ impl Relation {
             }
         }
     }
+}
 
-    /// Whether a notification with `sample` goes out now (the draft's Appendix A
-    /// logic); defers it to the end of c.pmin when that is what holds it back.
-    fn should_send(&mut self, now: TokioInstant, sample: Option<Sample>, change: bool) -> bool {
-        let c = &self.shared.conditions;
-        let st = &mut self.state;
-        let elapsed = st.last_sent.map_or(Duration::MAX, |t| now - t);
-        let pmax_due = c.pmax.is_some_and(|p| elapsed >= p);
-        let changed = change || st.pending;
-        let triggered = match (sample, st.last_value) {
-            _ if !c.has_value_conditions() => changed,
-            (Some(Sample::Number(v)), prev) => {
-                let prev = match prev {
-                    Some(Sample::Number(p)) => Some(p),
-                    _ => None,
-                };
-                c.number_triggers(v, prev, changed)
-            }
-            (Some(Sample::Bool(b)), prev) => match (c.edge, prev) {
-                // c.edge: only the named transition notifies.
-                (Some(edge), Some(Sample::Bool(p))) => p != b && b == edge,
-                (Some(_), _) => false,
-                (None, _) => changed,
-            },
-            // Not a scalar: the value conditions cannot apply; every change notifies.
+/// A notification (or the first response) with `sample` went out at `at`.
+fn reported(extra: Option<&mut RelationExtra>, at: TokioInstant, sample: Option<Sample>) {
+    if let Some(st) = extra.and_then(|e| e.state.as_mut()) {
+        st.reported(at, sample);
+    }
+}
+
+/// Whether a notification with `sample` goes out now (the draft's Appendix A logic);
+/// defers it to the end of c.pmin when that is what holds it back.
+fn should_send(
+    c: &Conditions,
+    extra: Option<&mut RelationExtra>,
+    now: TokioInstant,
+    sample: Option<Sample>,
+    change: bool,
+) -> bool {
+    // No condition that needs per-observer state: every change notifies.
+    let Some(st) = extra.and_then(|e| e.state.as_mut()) else {
+        return change;
+    };
+    let elapsed = st.last_sent.map_or(Duration::MAX, |t| now - t);
+    let pmax_due = c.pmax.is_some_and(|p| elapsed >= p);
+    let changed = change || st.pending;
+    let triggered = match (sample, st.last_value) {
+        _ if !c.has_value_conditions() => changed,
+        (Some(Sample::Number(v)), prev) => {
+            let prev = match prev {
+                Some(Sample::Number(p)) => Some(p),
+                _ => None,
+            };
+            c.number_triggers(v, prev, changed)
+        }
+        (Some(Sample::Bool(b)), prev) => match (c.edge, prev) {
+            // c.edge: only the named transition notifies.
+            (Some(edge), Some(Sample::Bool(p))) => p != b && b == edge,
+            (Some(_), _) => false,
             (None, _) => changed,
-        };
-        if !pmax_due && !triggered {
-            st.pending = false;
-            return false;
-        }
-        if !pmax_due && c.pmin.is_some_and(|p| elapsed < p) {
-            st.pending = true;
-            return false;
-        }
-        true
+        },
+        // Not a scalar: the value conditions cannot apply; every change notifies.
+        (None, _) => changed,
+    };
+    if !pmax_due && !triggered {
+        st.pending = false;
+        return false;
     }
+    if !pmax_due && c.pmin.is_some_and(|p| elapsed < p) {
+        st.pending = true;
+        return false;
+    }
+    true
+}
 
-    /// Arms the relation's one timer at the earliest of: the end of c.pmin when a
-    /// notification waits for it, c.pmax after the last notification, c.epmax from now.
-    fn schedule(&mut self, obs: ObservationId, tx: &mpsc::UnboundedSender<Command>) {
-        let c = &self.shared.conditions;
-        let st = &mut self.state;
-        if let Some(t) = st.timer.take() {
-            t.abort();
-        }
-        let now = TokioInstant::now();
-        let last = st.last_sent.unwrap_or(now);
-        let at = [
-            c.pmin.filter(|_| st.pending).map(|p| last + p),
-            c.pmax.map(|p| last + p),
-            c.epmax.map(|p| now + p),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(at) = at else {
-            return;
-        };
-        let tx = tx.clone();
-        st.timer = Some(tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            let _ = tx.send(Command::ObserverTimer { obs });
-        }));
+/// Arms a relation's one timer at the earliest of: the end of c.pmin when a
+/// notification waits for it, c.pmax after the last notification, c.epmax from now.
+fn schedule(
+    c: &Conditions,
+    extra: Option<&mut RelationExtra>,
+    obs: ObservationId,
+    tx: &mpsc::UnboundedSender<Command>,
+) {
+    let Some(st) = extra.and_then(|e| e.state.as_mut()) else {
+        return;
+    };
+    if let Some(t) = st.timer.take() {
+        t.abort();
     }
+    let now = TokioInstant::now();
+    let last = st.last_sent.unwrap_or(now);
+    let at = [
+        c.pmin.filter(|_| st.pending).map(|p| last + p),
+        c.pmax.map(|p| last + p),
+        c.epmax.map(|p| now + p),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let Some(at) = at else {
+        return;
+    };
+    let tx = tx.clone();
+    st.timer = Some(tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let _ = tx.send(Command::ObserverTimer { obs });
+    }));
 }
 
 /// A scalar resource value, for the conditional attributes.
@@ -677,6 +764,15 @@ impl Conditions {
             return Err("c.band needs c.gt or c.lt");
         }
         Ok(c)
+    }
+
+    /// Whether an observer needs [`ConditionState`]: periods, timers or value
+    /// conditions (`c.con` alone does not).
+    fn needs_state(&self) -> bool {
+        self.pmin.is_some()
+            || self.pmax.is_some()
+            || self.epmax.is_some()
+            || self.has_value_conditions()
     }
 
     fn has_value_conditions(&self) -> bool {
@@ -856,6 +952,11 @@ impl Observation {
         self.peer
     }
 
+    /// The first response, until [`next`](Self::next) takes it.
+    pub(crate) fn first_response(&self) -> Option<&Response> {
+        self.first.as_ref()
+    }
+
     /// The next response: the first one, then each notification in order (older ones
     /// are dropped, RFC 7641 §3.4). `None` once the observation is over: the resource was
     /// not observable, the server sent an error or ended it, or it was cancelled. A
@@ -985,9 +1086,10 @@ mod tests {
                 conditions: conditions(query).unwrap(),
                 key: Vec::new(),
             }),
-            peer: "127.0.0.1:1".parse().unwrap(),
-            state: ConditionState::default(),
-            sealer: None,
+            extra: Some(Box::new(RelationExtra {
+                state: Some(ConditionState::default()),
+                sealer: None,
+            })),
         }
     }
 
@@ -1001,13 +1103,11 @@ mod tests {
             Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) });
         let mut request = Request::new(Code::GET);
         request.set_path("/obs");
-        for (id, port) in [(1, 1000), (2, 1001)] {
-            let peer = SocketAddr::from(([127, 0, 0, 1], port));
+        for id in [1, 2] {
             let refused = observers.registration(
                 IncomingId(id),
                 observable.clone(),
                 handler.clone(),
-                peer,
                 request.clone(),
                 Vec::new(),
             );
@@ -1062,10 +1162,10 @@ mod tests {
     async fn rising_edge() {
         let mut r = relation("c.edge=1");
         let now = TokioInstant::now();
-        r.state.reported(now, Some(Sample::Bool(false)));
+        r.reported(now, Some(Sample::Bool(false)));
         assert!(!r.should_send(now, Some(Sample::Bool(false)), true));
         assert!(r.should_send(now, Some(Sample::Bool(true)), true));
-        r.state.reported(now, Some(Sample::Bool(true)));
+        r.reported(now, Some(Sample::Bool(true)));
         assert!(!r.should_send(now, Some(Sample::Bool(false)), true));
     }
 
@@ -1074,11 +1174,11 @@ mod tests {
     async fn periods() {
         let mut r = relation("c.pmin=10&c.pmax=20");
         let t0 = TokioInstant::now();
-        r.state.reported(t0, Some(Sample::Number(1.0)));
+        r.reported(t0, Some(Sample::Number(1.0)));
         assert!(!r.should_send(t0 + Duration::from_secs(1), None, true));
-        assert!(r.state.pending);
+        assert!(r.extra.as_ref().unwrap().state.as_ref().unwrap().pending);
         assert!(r.should_send(t0 + Duration::from_secs(11), None, false));
-        r.state.reported(t0 + Duration::from_secs(11), None);
+        r.reported(t0 + Duration::from_secs(11), None);
         assert!(!r.should_send(t0 + Duration::from_secs(20), None, false));
         assert!(r.should_send(t0 + Duration::from_secs(31), None, false));
     }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use corium_proto::wire::Code;
-use corium_proto::{EndpointConfig, IncomingId, Request, Response};
+use corium_proto::{AmplificationLimit, EndpointConfig, IncomingId, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -256,6 +256,8 @@ pub struct ServerBuilder {
     groups: Vec<(MulticastGroup, u16)>,
     /// DTLS listeners (`coaps://`, RFC 7252 §9): address and configuration.
     dtls: Vec<(SocketAddr, corium_dtls::ServerConfig)>,
+    /// Limits of the DTLS listeners (sessions, handshake rate per address, timers).
+    dtls_limits: corium_dtls::DtlsConfig,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -272,7 +274,11 @@ impl fmt::Debug for ServerBuilder {
 impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
-            config: EndpointConfig::default(),
+            // RFC 9175 §2.6: a server SHOULD mitigate amplification; on by default.
+            config: EndpointConfig {
+                amplification_limit: Some(AmplificationLimit::default()),
+                ..EndpointConfig::default()
+            },
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             reuse_address: false,
             trace: None,
@@ -282,15 +288,34 @@ impl Default for ServerBuilder {
             groups: Vec::new(),
             oscore: None,
             dtls: Vec::new(),
+            dtls_limits: corium_dtls::DtlsConfig::default(),
         }
     }
 }
 
 impl ServerBuilder {
     /// The endpoint configuration (transmission parameters, separate-response delay,
-    /// table limits) for every socket.
+    /// table limits) for every socket. Its `amplification_limit` applies to plain UDP
+    /// only (see [`amplification_limit`](Self::amplification_limit)).
     pub fn config(mut self, config: EndpointConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Amplification mitigation on plain UDP (RFC 9175 §2.4 item 3, §2.6): until a
+    /// client has shown that it receives what is sent to its address, it gets at most
+    /// `factor` (3 by default) times the bytes of its request; a larger response to a
+    /// safe request becomes a 4.01 with an Echo option, which a client answers by
+    /// repeating the request with that value (libcoap's and Corium's clients do so
+    /// automatically). A larger response to an unsafe request, which has taken effect,
+    /// is sent in blocks small enough for the limit, the first with an Echo value. On
+    /// by default; `None` turns it off. OSCORE requests that verify, DTLS (whose cookie
+    /// exchange verifies addresses) and the RFC 8323 transports are not limited, and
+    /// neither are multicast requests yet.
+    ///
+    /// Call it after [`config`](Self::config), which replaces the whole configuration.
+    pub fn amplification_limit(mut self, limit: Option<AmplificationLimit>) -> Self {
+        self.config.amplification_limit = limit;
         self
     }
 
@@ -375,6 +400,24 @@ impl ServerBuilder {
         self
     }
 
+    /// Answers EDHOC (RFC 9528) with `edhoc`, installing the OSCORE contexts of
+    /// completed exchanges among the server's (after [`oscore`](Self::oscore), or in a
+    /// set of [`DEFAULT_CONTEXT_LIMIT`](crate::edhoc::DEFAULT_CONTEXT_LIMIT) contexts),
+    /// and accepts the combined request (RFC 9668). Call it after `oscore`; route
+    /// [`EdhocServer::resource`](crate::edhoc::EdhocServer::resource) at
+    /// `/.well-known/edhoc`.
+    pub fn edhoc(mut self, edhoc: &crate::edhoc::EdhocServer) -> Self {
+        let shared = self.oscore.get_or_insert_with(|| {
+            crate::oscore::OscoreServer::new(corium_oscore::SecurityContextSet::new(
+                crate::edhoc::DEFAULT_CONTEXT_LIMIT,
+            ))
+            .into_shared()
+        });
+        edhoc.attach(shared);
+        shared.set_edhoc(edhoc.clone());
+        self
+    }
+
     /// Sets SO_REUSEADDR on the sockets (default off: on Linux it would let a second
     /// server bind the same UDP port and silently take its traffic).
     pub fn reuse_address(mut self, yes: bool) -> Self {
@@ -411,6 +454,13 @@ impl ServerBuilder {
     pub fn dtls(mut self, config: corium_dtls::ServerConfig, addrs: &[SocketAddr]) -> Self {
         self.dtls
             .extend(addrs.iter().map(|&addr| (addr, config.clone())));
+        self
+    }
+
+    /// The limits of the DTLS listeners: sessions, handshakes per address and second,
+    /// timers (see [`corium_dtls::DtlsConfig`]; its defaults otherwise).
+    pub fn dtls_limits(mut self, limits: corium_dtls::DtlsConfig) -> Self {
+        self.dtls_limits = limits;
         self
     }
 
@@ -483,6 +533,10 @@ impl ServerBuilder {
             config
                 .recognized_critical_options
                 .push(corium_proto::wire::OptionNumber::OSCORE);
+            // RFC 9668 §3.1: the EDHOC option (critical) too; refused without EDHOC.
+            config
+                .recognized_critical_options
+                .push(corium_proto::wire::OptionNumber::EDHOC);
         }
         Ok(Server {
             sockets,
@@ -495,6 +549,7 @@ impl ServerBuilder {
             trace: self.trace,
             oscore: self.oscore,
             dtls,
+            dtls_limits: self.dtls_limits,
         })
     }
 
@@ -588,6 +643,7 @@ pub struct Server {
     oscore: Option<Arc<crate::oscore::ServerShared>>,
     /// DTLS sockets (`coaps://`) and their configuration.
     dtls: Vec<(BoundSocket, corium_dtls::ServerConfig)>,
+    dtls_limits: corium_dtls::DtlsConfig,
 }
 
 impl fmt::Debug for Server {
@@ -662,8 +718,14 @@ impl Server {
             ));
         }
         for (bound, config) in self.dtls {
-            let (link, local) = crate::dtls::DtlsLink::new(bound, Some(config), None)?;
-            links.push(((Link::Dtls(Box::new(link)), local), self.config.clone()));
+            let (link, local) =
+                crate::dtls::DtlsLink::new(bound, Some(config), None, self.dtls_limits.clone())?;
+            // The DTLS cookie exchange has verified the address (RFC 6347 §4.2.1).
+            let config = EndpointConfig {
+                amplification_limit: None,
+                ..self.config.clone()
+            };
+            links.push(((Link::Dtls(Box::new(link)), local), config));
         }
         for (listener, accept, scheme) in self.listeners {
             let local = listener.local_addr()?;

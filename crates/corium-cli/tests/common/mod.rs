@@ -667,8 +667,14 @@ pub struct CoriumServer {
 impl CoriumServer {
     /// Starts the server and waits for `corium serving coap on ...`.
     pub fn start() -> CoriumServer {
+        CoriumServer::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more `corium serve` arguments.
+    pub fn start_with(extra: &[&str]) -> CoriumServer {
         let mut cmd = Command::new(corium_bin());
         cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
             .env_remove("RUST_LOG");
         let mut process = ServerProcess::spawn(&mut cmd);
         const PREFIX: &str = "corium serving coap on ";

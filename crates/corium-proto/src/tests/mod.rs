@@ -1,3 +1,4 @@
+mod amplification;
 mod message_layer;
 mod observe;
 mod pair;
