@@ -20,8 +20,10 @@
 //! `corium get/put/post/…/observe` it selects the requests that are protected. For
 //! `corium serve` it names the resources that require OSCORE (unprotected requests to
 //! them get 4.01): a path pattern (`/oscore/*`), or a full URI whose path is used
-//! (`coap://[::]/oscore/*` → `/oscore/*`); every context of the file can access every
-//! such resource.
+//! (`coap://[::]/oscore/*` → `/oscore/*`); and it authorizes: a context reaches only
+//! the resources that require OSCORE which its own patterns name (a protected 4.03
+//! Forbidden for the others). Resources no pattern names stay open to everybody;
+//! contexts set up by EDHOC reach every resource the file protects.
 //!
 //! Sender Sequence Numbers are persisted next to the file, in `FILE.seq` (RFC 8613
 //! Appendix B.1.1, written atomically); a restarted server re-establishes its replay
@@ -399,6 +401,16 @@ impl Credentials {
         let mut server = OscoreServer::new(set);
         for p in &patterns {
             server = server.require(p);
+        }
+        // Each context reaches what its own patterns name.
+        for ctx in &self.oscore {
+            for uri in &ctx.uris {
+                server = server.authorize(
+                    &ctx.recipient_id,
+                    ctx.id_context.as_deref(),
+                    &path_pattern(uri),
+                );
+            }
         }
         Ok((server, patterns))
     }

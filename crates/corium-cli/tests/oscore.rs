@@ -301,3 +301,35 @@ fn unmatched_uri_warns() {
     .assert_stderr_contains("the request is not protected");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `corium serve --credentials` authorizes per context: each `[[oscore]]` table reaches
+/// only the protected resources its own `uri` patterns name (a protected 4.03
+/// Forbidden elsewhere, verified by the client), while unnamed resources stay open.
+#[test]
+fn each_context_reaches_only_its_own_resources() {
+    let dir = scratch("authz");
+    // Client 0x0a may use /test; client 0x0b may use /large.
+    let server_file = write(
+        &dir.join("server.toml"),
+        &format!(
+            "{}{}",
+            table(&["/test"], "01", "0a", SECRET),
+            table(&["/large"], "01", "0b", "f0e0d0c0b0a090807060504030201000")
+        ),
+    );
+    let server = Server::start(&server_file, 0);
+    let client_a = write(
+        &dir.join("a.toml"),
+        &table(&[&format!("coap://{}/*", server.addr)], "0a", "01", SECRET),
+    );
+    let a = creds(&client_a);
+    corium(&["get", "--credentials", &a, &server.uri("/test")])
+        .assert_success()
+        .assert_stderr_contains("2.05 Content");
+    corium(&["get", "--credentials", &a, &server.uri("/large")])
+        .assert_code(1)
+        .assert_stderr_contains("4.03 Forbidden");
+    // A resource no table names: open, protected or not.
+    corium(&["get", "--credentials", &a, &server.uri("/seg1/seg2/seg3")]).assert_success();
+    let _ = std::fs::remove_dir_all(&dir);
+}

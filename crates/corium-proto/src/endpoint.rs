@@ -187,6 +187,11 @@ pub struct RequestOptions {
     /// notification's Max-Age passes, the request is sent again with the same token
     /// (§3.3.1); if that gets no answer or a RST, it ends with [`Event::RequestFailed`].
     pub observe: bool,
+    /// With `observe`: never send the registration again when Max-Age passes (§3.3.1
+    /// makes re-registering a MAY). For a registration that must not be repeated as it
+    /// is: an OSCORE-protected one would be a replay (RFC 8613 §7.4), a fresh one needs
+    /// a new Partial IV from the layer above.
+    pub no_reregistration: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -1444,7 +1449,8 @@ impl<P: Peer> Endpoint<P> {
         )?;
         if options.observe {
             if let Some(ex) = self.clients.get_mut(&id.0) {
-                ex.observe = Some(ClientObserve::new(request.clone(), timeout));
+                let again = (!options.no_reregistration).then(|| request.clone());
+                ex.observe = Some(ClientObserve::new(again, timeout));
             }
         }
         Ok(id)

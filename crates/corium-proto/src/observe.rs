@@ -395,8 +395,10 @@ impl Observation {
 pub(super) struct ClientObserve {
     /// The newest sequence number seen and when it arrived.
     newest: Option<(u32, Instant)>,
-    /// The registration as sent (Observe = 0), sent again to re-register (§3.3.1).
-    request: Request,
+    /// The registration as sent (Observe = 0), sent again to re-register (§3.3.1);
+    /// `None` when it must not be ([`RequestOptions::no_reregistration`](
+    /// crate::RequestOptions::no_reregistration)).
+    request: Option<Request>,
     /// How long a re-registration may wait for its answer.
     timeout: Duration,
     /// Fires when the latest notification is no longer fresh (§3.3.1).
@@ -407,8 +409,9 @@ pub(super) struct ClientObserve {
 }
 
 impl ClientObserve {
-    /// The state of a registration `request` (carrying Observe = 0).
-    pub(super) fn new(request: Request, timeout: Duration) -> Self {
+    /// The state of a registration `request` (carrying Observe = 0), or of one that is
+    /// never sent again.
+    pub(super) fn new(request: Option<Request>, timeout: Duration) -> Self {
         ClientObserve {
             newest: None,
             request,
@@ -885,7 +888,12 @@ impl<P: Peer> Endpoint<P> {
             }
             self.release_slot(now, id);
         }
-        if !multicast {
+        let reregisters = self
+            .clients
+            .get(&id)
+            .and_then(|ex| ex.observe.as_ref())
+            .is_some_and(|o| o.request.is_some());
+        if !multicast && reregisters {
             // RFC 7641 §3.3.1: re-register once this notification is no longer fresh.
             let max_age = response
                 .options
@@ -917,7 +925,7 @@ impl<P: Peer> Endpoint<P> {
             // Still retransmitting or not even sent: nothing to refresh yet.
             ClientState::AwaitingAck(_) | ClientState::Queued(_) => return,
         };
-        if ex.multicast || state.reregistering {
+        if ex.multicast || state.reregistering || state.request.is_none() {
             return;
         }
         let (peer, confirmable, timeout) = (ex.peer.clone(), ex.confirmable, state.timeout);
@@ -939,7 +947,9 @@ impl<P: Peer> Endpoint<P> {
         let Some(state) = ex.observe.as_mut() else {
             return;
         };
-        state.reregistering = true;
+        let Some(request) = &state.request else {
+            return;
+        };
         let ty = if confirmable {
             MessageType::Confirmable
         } else {
@@ -948,12 +958,13 @@ impl<P: Peer> Endpoint<P> {
         let wire = codec::encode(
             self.framing,
             ty,
-            state.request.method,
+            request.method,
             mid,
             ex.token.as_bytes(),
-            &state.request.options,
-            &state.request.payload,
+            &request.options,
+            &request.payload,
         );
+        state.reregistering = true;
         let client_state = self.transmit_request(now, id, &peer, mid, confirmable, wire);
         let deadline = self
             .timers

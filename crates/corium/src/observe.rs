@@ -876,6 +876,8 @@ impl Observation {
             .unwrap_or_else(|| Token::new(&rand::random::<[u8; 8]>()));
         options.token = Some(token.clone());
         options.observe = true;
+        // RFC 8613 §7.4: the protected registration cannot be sent again as it is.
+        options.no_reregistration |= security.is_some();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let key = client.next_key();
         client.command(Command::Observe {

@@ -608,6 +608,13 @@ impl ObserveSecurity {
 /// (`/a/b`, decoded Uri-Path segments joined with `/`), exact or, with a trailing `*`,
 /// as a prefix: `/oscore/*`, or `*` for every resource.
 ///
+/// Authorization per context: a context given patterns with
+/// [`authorize`](Self::authorize) reaches the resources that require OSCORE only where
+/// one of its patterns matches; elsewhere its verified request is answered with a
+/// protected 4.03 Forbidden (RFC 7252 §5.9.2.4: authenticated, not allowed). Resources
+/// that do not require OSCORE stay open to it, as they are to everybody. A context
+/// without patterns (one added by EDHOC, say) is not restricted.
+///
 /// ```
 /// use corium::corium_oscore::{SecurityContext, SecurityContextSet};
 /// use corium::OscoreServer;
@@ -622,6 +629,7 @@ impl ObserveSecurity {
 pub struct OscoreServer {
     contexts: SecurityContextSet,
     required: Vec<Pattern>,
+    grants: HashMap<ContextKey, Vec<Pattern>>,
 }
 
 impl fmt::Debug for OscoreServer {
@@ -639,12 +647,29 @@ impl OscoreServer {
         OscoreServer {
             contexts,
             required: Vec::new(),
+            grants: HashMap::new(),
         }
     }
 
     /// Requires OSCORE on the resources whose path matches `path_pattern`.
     pub fn require(mut self, path_pattern: &str) -> OscoreServer {
         self.required.push(Pattern(path_pattern.to_owned()));
+        self
+    }
+
+    /// Lets the context with this Recipient ID and ID Context reach the resources that
+    /// require OSCORE and match `path_pattern`; once a context has a pattern, it reaches
+    /// no other such resource (a protected 4.03 Forbidden).
+    pub fn authorize(
+        mut self,
+        recipient_id: &[u8],
+        id_context: Option<&[u8]>,
+        path_pattern: &str,
+    ) -> OscoreServer {
+        self.grants
+            .entry((recipient_id.to_vec(), id_context.map(<[u8]>::to_vec)))
+            .or_default()
+            .push(Pattern(path_pattern.to_owned()));
         self
     }
 
@@ -655,15 +680,32 @@ impl OscoreServer {
                 echo: HashMap::new(),
             }),
             required: self.required,
+            grants: self.grants,
             edhoc: std::sync::OnceLock::new(),
         })
     }
+}
+
+/// The path of a request as the patterns see it: decoded Uri-Path segments, each after
+/// a `/`; `/` for none.
+fn path_of(request: &Request) -> String {
+    let mut path = String::new();
+    for segment in request.path_segments() {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(segment));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
 }
 
 /// What every driver of one server shares.
 pub(crate) struct ServerShared {
     state: Mutex<ServerContexts>,
     required: Vec<Pattern>,
+    /// The resources each context may reach among the required ones.
+    grants: HashMap<ContextKey, Vec<Pattern>>,
     /// The EDHOC responder whose exchanges install contexts here, for the combined
     /// request (RFC 9668 §3.3.1).
     edhoc: std::sync::OnceLock<crate::edhoc::EdhocServer>,
@@ -701,19 +743,31 @@ impl ServerShared {
         if self.required.is_empty() {
             return false;
         }
-        let mut path = String::new();
-        for segment in request.path_segments() {
-            path.push('/');
-            path.push_str(&String::from_utf8_lossy(segment));
-        }
-        if path.is_empty() {
-            path.push('/');
-        }
+        let path = path_of(request);
         // RFC 9528 Appendix A.2: EDHOC itself runs unprotected.
         if self.edhoc.get().is_some() && path == "/.well-known/edhoc" {
             return false;
         }
         self.required.iter().any(|p| p.matches(&path))
+    }
+
+    /// Whether the context of `binding` may have `inner` (see
+    /// [`OscoreServer::authorize`]).
+    fn authorized(&self, binding: &RequestBinding, inner: &Request) -> bool {
+        if self.grants.is_empty() || !self.requires(inner) {
+            return true;
+        }
+        let key = (
+            binding.kid().to_vec(),
+            binding.id_context().map(<[u8]>::to_vec),
+        );
+        match self.grants.get(&key) {
+            None => true,
+            Some(patterns) => {
+                let path = path_of(inner);
+                patterns.iter().any(|p| p.matches(&path))
+            }
+        }
     }
 }
 
@@ -945,6 +999,10 @@ impl ServerOscore {
             binding,
             block1: None,
         };
+        if !self.shared.authorized(&sealer.binding, &inner) {
+            let r = Response::with_payload(Code::FORBIDDEN, "Not allowed for this context");
+            return Accepted::Respond(sealer.seal(r));
+        }
         if inner.options.contains(OptionNumber::BLOCK1) {
             let Some(block) = inner
                 .options

@@ -129,12 +129,16 @@ impl Running {
 }
 
 async fn start_server(contexts: SecurityContextSet) -> Running {
+    start_server_with(OscoreServer::new(contexts).require("/oscore/*")).await
+}
+
+async fn start_server_with(oscore: OscoreServer) -> Running {
     let fixture = Fixture {
         obs: Observable::new(),
         state: Arc::new(AtomicU32::new(1)),
     };
     let server = Server::builder()
-        .oscore(OscoreServer::new(contexts).require("/oscore/*"))
+        .oscore(oscore)
         .bind(&["127.0.0.1:0".parse().unwrap()], router(&fixture))
         .await
         .expect("bind server");
@@ -575,5 +579,52 @@ async fn large_notifications_over_oscore() {
     let r = within(o.next()).await.expect("notification").expect("ok");
     assert_eq!(r.payload, large_body());
     assert!(!r.options.contains(OptionNumber::BLOCK2));
+    server.shutdown().await;
+}
+
+/// Authorization per context: a context granted `/oscore/hello` gets a protected 4.03
+/// for the other protected resources, while a context without grants and the open
+/// resources are unaffected.
+#[tokio::test]
+async fn contexts_reach_only_what_they_are_authorized_for() {
+    const OTHER_CLIENT_ID: &[u8] = &[0x02];
+    let mut set = server_contexts();
+    set.insert(
+        SecurityContext::builder(&SECRET, SERVER_ID, OTHER_CLIENT_ID)
+            .master_salt(&SALT)
+            .build()
+            .expect("second server context"),
+    )
+    .expect("insert");
+    let oscore =
+        OscoreServer::new(set)
+            .require("/oscore/*")
+            .authorize(CLIENT_ID, None, "/oscore/hello");
+    let server = start_server_with(oscore).await;
+    let limited = oscore_client(&server, client_context(&SECRET)).await;
+
+    let r = within(limited.get(&server.uri("/oscore/hello")))
+        .await
+        .expect("GET");
+    assert_eq!(r.code, Code::CONTENT);
+    let r = within(limited.post(&server.uri("/oscore/echo"), "x"))
+        .await
+        .expect("a verified answer");
+    assert_eq!(r.code, Code::FORBIDDEN);
+    let r = within(limited.get(&server.uri("/public")))
+        .await
+        .expect("GET");
+    assert_eq!(r.payload, b"public");
+
+    let other = SecurityContext::builder(&SECRET, OTHER_CLIENT_ID, SERVER_ID)
+        .master_salt(&SALT)
+        .blockwise(BlockwiseMode::Inner)
+        .build()
+        .expect("other client context");
+    let unrestricted = oscore_client(&server, other).await;
+    let r = within(unrestricted.post(&server.uri("/oscore/echo"), "x"))
+        .await
+        .expect("POST");
+    assert_eq!(r.code, Code::CHANGED);
     server.shutdown().await;
 }

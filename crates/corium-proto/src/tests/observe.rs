@@ -692,6 +692,31 @@ fn client_reregisters_after_max_age() {
         .any(|e| matches!(e, Event::RequestFailed { .. })));
 }
 
+/// `no_reregistration` (for registrations that cannot be repeated as they are, such as
+/// OSCORE-protected ones): Max-Age passes and nothing is sent again; the relation stays
+/// open and later notifications still arrive.
+#[test]
+fn no_reregistration_option_keeps_quiet_after_max_age() {
+    let mut pair = manual_pair(27, EndpointConfig::default());
+    let options = RequestOptions {
+        no_reregistration: true,
+        ..observe()
+    };
+    let req = pair.send(get("/obs"), options);
+    pair.run_for(short());
+    let incoming = pair.server_requests[0].clone();
+    let obs = pair
+        .server
+        .respond_observe(pair.now, incoming.id, text("v0"))
+        .expect("registered");
+    pair.run_for(Duration::from_secs(300));
+    assert_eq!(client_get_tokens(&pair).len(), 1, "registered once only");
+    pair.server.notify(pair.now, obs, text("v1"), NON).unwrap();
+    pair.run_for(short());
+    assert_eq!(payloads(&pair, req), vec![b"v0".to_vec(), b"v1".to_vec()]);
+    assert!(!finished(&pair, req));
+}
+
 /// A notification with a Max-Age pushes the re-registration back (§3.3.1): no request
 /// while notifications keep coming.
 #[test]
