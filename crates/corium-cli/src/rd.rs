@@ -90,6 +90,11 @@ pub(crate) struct RdServeArgs {
     /// 67108864 (64 MiB; the memory it costs is several times that, see BENCHMARKS.md).
     #[arg(long = "max-total-payload", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=1 << 40))]
     pub(crate) max_total_payload: Option<u64>,
+    /// Verify simple registrants' addresses with an Echo round trip (RFC 9175 §2.4)
+    /// before fetching their /.well-known/core (RFC 9176 §5.1); clients must repeat
+    /// the POST with the Echo value of the 4.01 (libcoap and corium do).
+    #[arg(long = "verify-simple")]
+    pub(crate) verify_simple: bool,
 }
 
 /// The client side of `corium rd`.
@@ -234,6 +239,7 @@ fn serve(args: RdServeArgs) -> Result<u8, Failure> {
         },
         ..RdConfig::default()
     };
+    config.verify_simple_registrants = args.verify_simple;
     if let Some(n) = args.max_registrations {
         config.max_registrations = usize::try_from(n).unwrap_or(usize::MAX);
     }

@@ -1342,6 +1342,21 @@ impl<P: Peer> Endpoint<P> {
         }
     }
 
+    /// Answers request `id` with 4.01 (Unauthorized) and a fresh Echo value, for an
+    /// application that wants the client's address verified before it acts (RFC 9175
+    /// §2.4 item 3; RFC 9176 §5.1 for an RD's simple registration): the client repeats
+    /// the request with the value, which verifies its address. Use it when
+    /// [`address_unverified`](Self::address_unverified) says so; without an
+    /// [`AmplificationLimit`](crate::AmplificationLimit) there are no Echo values and
+    /// this answers a plain 4.01.
+    pub fn challenge(&mut self, now: Instant, id: IncomingId) -> Result<(), RespondError> {
+        let Some(peer) = self.incoming.get(&id.0).map(|ex| ex.peer.clone()) else {
+            return Err(RespondError::UnknownRequest);
+        };
+        let challenge = self.echo_challenge(now, &peer);
+        self.respond(now, id, challenge)
+    }
+
     /// Whether the amplification limit applies to `peer` (its address is not verified).
     pub fn address_unverified(&self, now: Instant, peer: &P) -> bool {
         self.validation

@@ -117,6 +117,11 @@ pub struct RdConfig {
     pub access_policy: AccessPolicy,
     /// Serve simple registration at `/.well-known/rd` (RFC 9176 §5.1; default on).
     pub simple_registration: bool,
+    /// Verify a simple registrant's address with an Echo round trip before fetching
+    /// its `/.well-known/core` (RFC 9176 §5.1 SHOULD where third parties can reach the
+    /// RD but not the endpoint; RFC 9175 §2.4 item 3). Off by default: clients without
+    /// Echo support (aiocoap 0.4's plain requests) could not register then.
+    pub verify_simple_registrants: bool,
     /// Simple registrations fetching at once ([`DEFAULT_MAX_SIMPLE_IN_FLIGHT`]).
     pub max_simple_in_flight: usize,
     /// Cached simple-registrant documents ([`DEFAULT_MAX_SIMPLE_CACHE`]).
@@ -142,6 +147,7 @@ impl Default for RdConfig {
             default_sector: None,
             access_policy: AccessPolicy::SameEndpoint,
             simple_registration: true,
+            verify_simple_registrants: false,
             max_simple_in_flight: DEFAULT_MAX_SIMPLE_IN_FLIGHT,
             max_simple_cache: DEFAULT_MAX_SIMPLE_CACHE,
             simple_fetch_timeout: DEFAULT_SIMPLE_FETCH_TIMEOUT,

@@ -361,15 +361,17 @@ impl ResourceDirectory {
             );
         if self.inner.config.simple_registration {
             let rd = self.inner.clone();
-            router = router.route(
-                SIMPLE_REGISTRATION_PATH,
-                Resource::new()
-                    .post(move |ctx: RequestContext| {
-                        let rd = rd.clone();
-                        async move { rd.handle_simple(ctx).await }
-                    })
-                    .hidden(),
-            );
+            let mut simple = Resource::new()
+                .post(move |ctx: RequestContext| {
+                    let rd = rd.clone();
+                    async move { rd.handle_simple(ctx).await }
+                })
+                .hidden();
+            if self.inner.config.verify_simple_registrants {
+                // RFC 9176 §5.1: the RD is about to send a request to this address.
+                simple = simple.verified_address();
+            }
+            router = router.route(SIMPLE_REGISTRATION_PATH, simple);
         }
         router
     }

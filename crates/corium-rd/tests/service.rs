@@ -290,6 +290,22 @@ async fn simple_register(
     well_known: &str,
     mid: u16,
 ) -> (Code, usize) {
+    let (code, gets, _) =
+        simple_register_echo(sock, rd, query, payload, well_known, mid, None).await;
+    (code, gets)
+}
+
+/// [`simple_register`] with an Echo option (RFC 9175) in the request; also returns the
+/// Echo value of the RD's answer.
+async fn simple_register_echo(
+    sock: &UdpSocket,
+    rd: SocketAddr,
+    query: &[&str],
+    payload: &[u8],
+    well_known: &str,
+    mid: u16,
+    echo: Option<&[u8]>,
+) -> (Code, usize, Option<Vec<u8>>) {
     let token = mid.to_be_bytes();
     let mut buf = [0u8; 1500];
     let mut w =
@@ -298,6 +314,9 @@ async fn simple_register(
     w.option(OptionNumber::URI_PATH, b"rd").unwrap();
     for q in query {
         w.option(OptionNumber::URI_QUERY, q.as_bytes()).unwrap();
+    }
+    if let Some(echo) = echo {
+        w.option(OptionNumber::ECHO, echo).unwrap();
     }
     let n = if payload.is_empty() {
         w.finish()
@@ -356,7 +375,8 @@ async fn simple_register(
                 .finish();
                 sock.send_to(&out[..n], from).await.unwrap();
             }
-            return (msg.code(), gets);
+            let echo = msg.option(OptionNumber::ECHO).map(<[u8]>::to_vec);
+            return (msg.code(), gets, echo);
         }
     }
 }
@@ -653,4 +673,52 @@ async fn routes_join_an_application_router() {
         text(&wk)
     );
     task.abort();
+}
+
+/// RFC 9176 §5.1 with `verify_simple_registrants`: the RD verifies the registrant's
+/// address with an Echo round trip (RFC 9175 §2.4) before it sends anything there; the
+/// POST repeated with the value registers.
+#[tokio::test]
+async fn simple_registration_verifies_the_address_first() {
+    let config = RdConfig {
+        verify_simple_registrants: true,
+        ..RdConfig::default()
+    };
+    let rd = start(config, Arc::new(MemoryStore::new())).await;
+    let ep = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (code, gets, echo) =
+        simple_register_echo(&ep, rd.addr, &["ep=checked"], b"", "</x>", 0x200, None).await;
+    assert_eq!(
+        (code, gets),
+        (Code::UNAUTHORIZED, 0),
+        "nothing sent to the address"
+    );
+    let echo = echo.expect("an Echo value in the 4.01");
+    assert_eq!(rd.rd.registration_count(), 0);
+    let (code, gets, _) = simple_register_echo(
+        &ep,
+        rd.addr,
+        &["ep=checked"],
+        b"",
+        "</x>",
+        0x201,
+        Some(&echo),
+    )
+    .await;
+    assert_eq!((code, gets), (Code::CHANGED, 1));
+    assert_eq!(rd.rd.registration_count(), 1);
+    // A value made for another address does not verify this one.
+    let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (code, gets, _) = simple_register_echo(
+        &other,
+        rd.addr,
+        &["ep=other"],
+        b"",
+        "</y>",
+        0x202,
+        Some(&echo),
+    )
+    .await;
+    assert_eq!((code, gets), (Code::UNAUTHORIZED, 0));
+    rd.shutdown().await;
 }

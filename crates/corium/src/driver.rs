@@ -1061,6 +1061,17 @@ impl Driver {
                 (inner, observe)
             }
         };
+        // RFC 9175 §2.4 item 3: resources that act on the requester's address first
+        // have it verified with an Echo round trip.
+        if !multicast
+            && self.endpoint.address_unverified(now, &peer)
+            && server.router.wants_verified_address(&request)
+        {
+            if let Err(err) = self.endpoint.challenge(now, id) {
+                tracing::debug!(?id, %err, "Echo challenge not sent");
+            }
+            return true;
+        }
         match server.router.resolve(&request, multicast) {
             Resolution::Respond(response) => {
                 self.respond(id, response);

@@ -103,6 +103,8 @@ pub struct Resource {
     pub(crate) observable: Option<crate::Observable>,
     /// Set by [`non_atomic_upload`](Self::non_atomic_upload) (RFC 7959 §2.5).
     pub(crate) non_atomic: bool,
+    /// Set by [`verified_address`](Self::verified_address) (RFC 9175 §2.4 item 3).
+    pub(crate) verified_address: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -130,6 +132,20 @@ impl Resource {
     /// (atomic).
     pub fn non_atomic_upload(mut self) -> Self {
         self.non_atomic = true;
+        self
+    }
+
+    /// Runs the handlers only for clients whose address is verified (RFC 9175 §2.4
+    /// item 3): a request over plain UDP from an address that has not echoed an Echo
+    /// value yet is answered 4.01 with one, and its repetition with the value reaches
+    /// the handler. For resources whose work goes to the requester's address, such as
+    /// a Resource Directory's simple registration, which fetches the registrant's
+    /// `/.well-known/core` (RFC 9176 §5.1). Needs the server's amplification limit
+    /// (on by default, [`ServerBuilder::amplification_limit`](
+    /// crate::ServerBuilder::amplification_limit)), which keeps the verified addresses;
+    /// without it, or over DTLS and the RFC 8323 transports, requests pass as they are.
+    pub fn verified_address(mut self) -> Self {
+        self.verified_address = true;
         self
     }
 

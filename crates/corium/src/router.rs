@@ -313,6 +313,19 @@ impl Router {
 
     /// Whether `request` goes to a resource that takes uploads block by block.
     pub(crate) fn takes_blocks(&self, request: &Request) -> bool {
+        self.route_for(request)
+            .is_some_and(|route| route.resource.non_atomic)
+    }
+
+    /// Whether `request` goes to a resource that wants a verified client address
+    /// ([`Resource::verified_address`]).
+    pub(crate) fn wants_verified_address(&self, request: &Request) -> bool {
+        self.route_for(request)
+            .is_some_and(|route| route.resource.verified_address)
+    }
+
+    /// The most specific route with a handler for `request`.
+    fn route_for(&self, request: &Request) -> Option<&Route> {
         self.candidates(request)
             .filter(|route| route.matches(request.path_segments(), None))
             .filter(|route| route.resource.handler(request.method).is_some())
@@ -323,7 +336,6 @@ impl Router {
                     best
                 }
             })
-            .is_some_and(|route| route.resource.non_atomic)
     }
 
     /// Decides what to do with a request.
