@@ -154,6 +154,21 @@ fn endpoint_config(window: usize, timeout: Duration) -> EndpointConfig {
     config
 }
 
+/// The wildcard address of `peer`'s family, any port: where a worker's socket binds.
+fn any_local(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+/// A worker's sans-IO endpoint, configured for the plan's window and timeout.
+fn worker_endpoint(plan: &Plan) -> Endpoint<SocketAddr> {
+    let rng = rand::rngs::SmallRng::from_entropy();
+    Endpoint::new(endpoint_config(plan.window, plan.timeout), Box::new(rng))
+}
+
 /// Nearest-rank percentile of sorted values (0 when empty).
 fn percentile(sorted: &[u32], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -193,15 +208,9 @@ struct Conn {
 impl Conn {
     /// Opens a socket of the server's address family on an ephemeral port.
     async fn open(plan: &Plan, generation: u64) -> std::io::Result<Conn> {
-        let local: SocketAddr = if plan.peer.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(local).await?;
+        let sock = UdpSocket::bind(any_local(plan.peer)).await?;
         sock.connect(plan.peer).await?;
-        let rng = rand::rngs::SmallRng::from_entropy();
-        let ep = Endpoint::new(endpoint_config(plan.window, plan.timeout), Box::new(rng));
+        let ep = worker_endpoint(plan);
         Ok(Conn {
             generation,
             sock,

@@ -25,7 +25,7 @@
 //!   closes them with `close_notify`. `RESULT sessions=… failed=…`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,7 @@ use rand::SeedableRng as _;
 use tokio::net::UdpSocket;
 
 use super::{
-    endpoint_config, is_transient, percentile, record_outcomes, recv_on, Plan, Tally, RECV_BATCH,
-    RECV_BUFFER,
+    is_transient, percentile, record_outcomes, recv_on, Plan, Tally, RECV_BATCH, RECV_BUFFER,
 };
 use crate::{BenchArgs, Failure, EXIT_NO_RESPONSE, EXIT_OK};
 
@@ -75,8 +74,7 @@ fn source_addr(peer: SocketAddr, k: u64) -> SocketAddr {
             )
                 .into()
         }
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        _ => super::any_local(peer),
     }
 }
 
@@ -185,13 +183,9 @@ impl DtlsConn {
         credentials: &ClientConfig,
         generation: u64,
     ) -> std::io::Result<Self> {
-        let local = match plan.peer.ip() {
-            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let local = super::any_local(plan.peer);
         let link = Session::establish(plan, local, credentials, plan.timeout).await?;
-        let rng = rand::rngs::SmallRng::from_entropy();
-        let ep = Endpoint::new(endpoint_config(plan.window, plan.timeout), Box::new(rng));
+        let ep = super::worker_endpoint(plan);
         Ok(DtlsConn {
             generation,
             link,

@@ -14,16 +14,14 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{
     aiocoap_client_run, aiocoap_large_body, aiocoap_python, corium, corium_bin, free_port,
-    repo_root, run, ChildGuard, Outcome, AIOCOAP_LIMIT_SECS, INSTALL_HINT,
+    repo_root, run, Outcome, ReadyProcess, AIOCOAP_LIMIT_SECS,
 };
 
 /// The Master Secret and Salt of RFC 8613 Appendix C.1.1.
@@ -67,54 +65,8 @@ fn aiocoap_credentials(json: &Path, uri: &str, basedir: &Path, sender: &str, rec
     std::fs::write(json, map).expect("write the aiocoap credentials map");
 }
 
-/// A server process that prints a line when it is ready; stderr goes to a file.
-struct Process {
-    _guard: ChildGuard,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(
-        mut cmd: Command,
-        log: PathBuf,
-        ready: impl Fn(&str) -> bool,
-    ) -> Result<(Process, String), String> {
-        let err = std::fs::File::create(&log).expect("create a server log");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .map_err(|e| format!("cannot start {cmd:?}: {e}\n{INSTALL_HINT}"))?;
-        let out = child.stdout.take().expect("stdout");
-        let guard = ChildGuard::new(child, format!("{cmd:?}"));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if ready(&line) => return Ok((Process { _guard: guard, log }, line)),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "{cmd:?} did not get ready ({e:?}):\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    ))
-                }
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
 /// `corium serve --bind 127.0.0.1:PORT --credentials FILE`.
-fn corium_server(credentials: &Path, port: u16) -> Result<(Process, SocketAddr), String> {
+fn corium_server(credentials: &Path, port: u16) -> Result<(ReadyProcess, SocketAddr), String> {
     let mut cmd = Command::new(corium_bin());
     cmd.args([
         "serve",
@@ -125,7 +77,7 @@ fn corium_server(credentials: &Path, port: u16) -> Result<(Process, SocketAddr),
     .arg(credentials)
     .env_remove("RUST_LOG");
     const PREFIX: &str = "corium serving coap on ";
-    let (process, line) = Process::spawn(cmd, credentials.with_extension("log"), |l| {
+    let (process, line) = ReadyProcess::spawn(cmd, credentials.with_extension("log"), |l| {
         l.starts_with(PREFIX)
     })?;
     let addr = line[PREFIX.len()..]
@@ -137,7 +89,7 @@ fn corium_server(credentials: &Path, port: u16) -> Result<(Process, SocketAddr),
 }
 
 /// `interop/aiocoap_oscore_server.py --port PORT --credentials FILE.json`.
-fn aiocoap_server(credentials: &Path, port: u16) -> Result<Process, String> {
+fn aiocoap_server(credentials: &Path, port: u16) -> Result<ReadyProcess, String> {
     let script = repo_root().join("interop/aiocoap_oscore_server.py");
     assert!(script.is_file(), "{} is missing", script.display());
     let mut cmd = Command::new(aiocoap_python());
@@ -146,7 +98,7 @@ fn aiocoap_server(credentials: &Path, port: u16) -> Result<Process, String> {
         .args(["--obs-interval", "0.5", "--credentials"])
         .arg(credentials)
         .env("PYTHONUNBUFFERED", "1");
-    Process::spawn(cmd, credentials.with_extension("log"), |l| {
+    ReadyProcess::spawn(cmd, credentials.with_extension("log"), |l| {
         l.trim() == "READY"
     })
     .map(|(p, _)| p)
@@ -179,7 +131,7 @@ struct CoriumSide {
     dir: PathBuf,
     server_toml: PathBuf,
     client_json: PathBuf,
-    process: Process,
+    process: ReadyProcess,
     addr: SocketAddr,
 }
 
@@ -346,7 +298,7 @@ struct AiocoapSide {
     dir: PathBuf,
     server_json: PathBuf,
     client_toml: PathBuf,
-    process: Option<Process>,
+    process: Option<ReadyProcess>,
     port: u16,
 }
 
@@ -397,7 +349,10 @@ impl AiocoapSide {
     }
 
     fn log(&self) -> String {
-        self.process.as_ref().map(Process::log).unwrap_or_default()
+        self.process
+            .as_ref()
+            .map(ReadyProcess::log)
+            .unwrap_or_default()
     }
 }
 

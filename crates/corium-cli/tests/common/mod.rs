@@ -1284,3 +1284,52 @@ impl AiocoapSecureServer {
         self.process.log()
     }
 }
+
+/// A server process that prints a line when it is ready; stderr goes to a file.
+pub struct ReadyProcess {
+    _guard: ChildGuard,
+    log: PathBuf,
+}
+
+impl ReadyProcess {
+    /// Starts `cmd` (stderr into `log`) and waits up to 30 s for a stdout line that
+    /// `ready` accepts; returns the process and that line.
+    pub fn spawn(
+        mut cmd: Command,
+        log: PathBuf,
+        ready: impl Fn(&str) -> bool,
+    ) -> Result<(ReadyProcess, String), String> {
+        let err = std::fs::File::create(&log).expect("create a server log");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}\n{INSTALL_HINT}"))?;
+        let out = child.stdout.take().expect("stdout");
+        let guard = ChildGuard::new(child, format!("{cmd:?}"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if ready(&line) => return Ok((ReadyProcess { _guard: guard, log }, line)),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "{cmd:?} did not get ready ({e:?}):\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The stderr written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
