@@ -154,6 +154,35 @@ fn endpoint_config(window: usize, timeout: Duration) -> EndpointConfig {
     config
 }
 
+/// The protocol clock of the run.
+fn clock(plan: &Plan) -> corium_proto::Instant {
+    corium_proto::Instant::from_duration(plan.epoch.elapsed())
+}
+
+/// Passes the datagram `first` received into `buf`, then up to [`RECV_BATCH`] - 1 more
+/// already queued on `sock`, to `deliver`. Transient errors (an ICMP echo, nothing
+/// queued) end the batch; others are returned.
+fn receive_batch(
+    sock: &UdpSocket,
+    first: std::io::Result<usize>,
+    buf: &mut [u8],
+    mut deliver: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    match first {
+        Ok(n) => deliver(&buf[..n]),
+        Err(e) if is_transient(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    for _ in 1..RECV_BATCH {
+        match sock.try_recv(buf) {
+            Ok(n) => deliver(&buf[..n]),
+            Err(e) if is_transient(&e) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The wildcard address of `peer`'s family, any port: where a worker's socket binds.
 fn any_local(peer: SocketAddr) -> SocketAddr {
     if peer.is_ipv4() {
@@ -228,20 +257,10 @@ impl Conn {
         first: std::io::Result<usize>,
         buf: &mut [u8],
     ) -> std::io::Result<()> {
-        let now = || corium_proto::Instant::from_duration(plan.epoch.elapsed());
-        match first {
-            Ok(n) => self.ep.handle_datagram(now(), plan.peer, &buf[..n]),
-            Err(e) if is_transient(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        for _ in 1..RECV_BATCH {
-            match self.sock.try_recv(buf) {
-                Ok(n) => self.ep.handle_datagram(now(), plan.peer, &buf[..n]),
-                Err(e) if is_transient(&e) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        let Conn { sock, ep, .. } = self;
+        receive_batch(sock, first, buf, |datagram| {
+            ep.handle_datagram(clock(plan), plan.peer, datagram);
+        })
     }
 
     /// Sends every queued datagram.
@@ -362,7 +381,7 @@ async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<us
 /// cache (RFC 7252 §4.5, EXCHANGE_LIFETIME) cannot mistake a new request for
 /// an old one, however fast the load.
 async fn worker(plan: Arc<Plan>, oscore: Option<Arc<OscoreLoad>>) -> std::io::Result<Tally> {
-    let now = || corium_proto::Instant::from_duration(plan.epoch.elapsed());
+    let now = || clock(&plan);
     let deadline = |since_epoch: Duration| tokio::time::Instant::from_std(plan.epoch + since_epoch);
     let options = RequestOptions {
         non_confirmable: plan.non,
@@ -619,7 +638,7 @@ impl StreamConn {
 /// the endpoint runs in stream mode (no message IDs to budget, no retransmission),
 /// requests are pipelined up to the window.
 async fn stream_worker(plan: Arc<Plan>, websocket: bool) -> std::io::Result<Tally> {
-    let now = || corium_proto::Instant::from_duration(plan.epoch.elapsed());
+    let now = || clock(&plan);
     let deadline = |since_epoch: Duration| tokio::time::Instant::from_std(plan.epoch + since_epoch);
     let options = RequestOptions {
         timeout: Some(plan.timeout),

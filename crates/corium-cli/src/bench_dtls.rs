@@ -35,9 +35,7 @@ use corium_proto::{Endpoint, RequestId, RequestOptions};
 use rand::SeedableRng as _;
 use tokio::net::UdpSocket;
 
-use super::{
-    is_transient, percentile, record_outcomes, recv_on, Plan, Tally, RECV_BATCH, RECV_BUFFER,
-};
+use super::{clock, is_transient, percentile, record_outcomes, recv_on, Plan, Tally, RECV_BUFFER};
 use crate::{BenchArgs, Failure, EXIT_NO_RESPONSE, EXIT_OK};
 
 /// A request on a session-carrying socket with this many requests moves to a fresh
@@ -54,11 +52,6 @@ fn client_endpoint() -> std::io::Result<DtlsEndpoint> {
     let mut rng = rand::rngs::StdRng::from_entropy();
     DtlsEndpoint::new(DtlsConfig::default(), None, &mut rng)
         .map_err(|e| std::io::Error::other(format!("DTLS configuration: {e}")))
-}
-
-/// The protocol clock of the run.
-fn clock(plan: &Plan) -> corium_proto::Instant {
-    corium_proto::Instant::from_duration(plan.epoch.elapsed())
 }
 
 /// Where a client socket binds: an address of the server's family on an ephemeral port;
@@ -195,7 +188,7 @@ impl DtlsConn {
         })
     }
 
-    /// Decrypts a received datagram and up to [`RECV_BATCH`] - 1 more already queued,
+    /// Decrypts a received datagram and up to [`RECV_BATCH`](super::RECV_BATCH) - 1 more already queued,
     /// handing each record's CoAP message to the endpoint.
     fn handle_batch(
         &mut self,
@@ -203,24 +196,10 @@ impl DtlsConn {
         first: std::io::Result<usize>,
         buf: &mut [u8],
     ) -> std::io::Result<()> {
-        match first {
-            Ok(n) => self
-                .link
-                .dtls
-                .handle_datagram(clock(plan), plan.peer, &buf[..n]),
-            Err(e) if is_transient(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        for _ in 1..RECV_BATCH {
-            match self.link.sock.try_recv(buf) {
-                Ok(n) => self
-                    .link
-                    .dtls
-                    .handle_datagram(clock(plan), plan.peer, &buf[..n]),
-                Err(e) if is_transient(&e) => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let Session { sock, dtls, .. } = &mut self.link;
+        super::receive_batch(sock, first, buf, |datagram| {
+            dtls.handle_datagram(clock(plan), plan.peer, datagram);
+        })?;
         self.route(plan)
     }
 

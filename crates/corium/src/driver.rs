@@ -1030,7 +1030,9 @@ impl Driver {
             multicast,
             observe,
         } = incoming;
-        let now = self.now();
+        // The clock is read only on the paths that need it, not for every request.
+        let start = self.start;
+        let now = move || corium_proto::Instant::from_duration(start.elapsed());
         let Some(server) = &mut self.server else {
             // A client-only endpoint serves nothing (RFC 7252 §5.9.2.5).
             self.respond(id, Response::new(Code::NOT_FOUND));
@@ -1057,17 +1059,17 @@ impl Driver {
                 // A request that verified comes from the holder of the context: its
                 // response needs no amplification limit (RFC 9175 §2.4 item 3 limits
                 // what goes to unauthenticated peers).
-                self.endpoint.confirm_address(now, &peer);
+                self.endpoint.confirm_address(now(), &peer);
                 (inner, observe)
             }
         };
         // RFC 9175 §2.4 item 3: resources that act on the requester's address first
         // have it verified with an Echo round trip.
         if !multicast
-            && self.endpoint.address_unverified(now, &peer)
             && server.router.wants_verified_address(&request)
+            && self.endpoint.address_unverified(now(), &peer)
         {
-            if let Err(err) = self.endpoint.challenge(now, id) {
+            if let Err(err) = self.endpoint.challenge(now(), id) {
                 tracing::debug!(?id, %err, "Echo challenge not sent");
             }
             return true;

@@ -169,11 +169,17 @@ pub struct Router {
 struct RouteIndex {
     by_first: std::collections::HashMap<Box<[u8]>, Vec<usize>>,
     any_first: Vec<usize>,
+    /// Some resource wants verified client addresses ([`Resource::verified_address`]):
+    /// without one, requests skip that lookup.
+    any_verified_address: bool,
 }
 
 impl RouteIndex {
     fn new(routes: &[Route]) -> RouteIndex {
-        let mut index = RouteIndex::default();
+        let mut index = RouteIndex {
+            any_verified_address: routes.iter().any(|r| r.resource.verified_address),
+            ..RouteIndex::default()
+        };
         for (i, route) in routes.iter().enumerate() {
             match route.segments.first() {
                 Some(Segment::Literal(lit)) => {
@@ -275,11 +281,15 @@ impl Router {
 
     /// The routes that can match `request`'s path, in route order.
     fn candidates<'a>(&'a self, request: &Request) -> impl Iterator<Item = &'a Route> + 'a {
-        let index = self.index.get_or_init(|| RouteIndex::new(&self.routes));
-        index
+        self.index()
             .candidates(request.path_segments().next())
             .iter()
             .map(move |&i| &self.routes[i])
+    }
+
+    /// The route index, built on first use.
+    fn index(&self) -> &RouteIndex {
+        self.index.get_or_init(|| RouteIndex::new(&self.routes))
     }
 
     /// The `/.well-known/core` document: listed resources are those not hidden, whose
@@ -320,8 +330,10 @@ impl Router {
     /// Whether `request` goes to a resource that wants a verified client address
     /// ([`Resource::verified_address`]).
     pub(crate) fn wants_verified_address(&self, request: &Request) -> bool {
-        self.route_for(request)
-            .is_some_and(|route| route.resource.verified_address)
+        self.index().any_verified_address
+            && self
+                .route_for(request)
+                .is_some_and(|route| route.resource.verified_address)
     }
 
     /// The most specific route with a handler for `request`.
