@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Same-machine comparison of CoAP-over-DTLS servers (coaps://, PSK mode,
-# TLS_PSK_WITH_AES_128_CCM_8) on loopback, in one run:
+# Same-machine comparison of CoAP-over-DTLS servers (coaps://) on loopback, in one run.
+# BENCH_MODE=psk (default): PSK mode, TLS_PSK_WITH_AES_128_CCM_8:
 #
 #   corium   `corium serve --bind 127.0.0.1:PORT --psk ID:KEY`   coaps on PORT+1, path /test
 #   libcoap  `coap-server-openssl -A 127.0.0.1 -p PORT -k KEY`    coaps on PORT+1, path /time
+#
+# BENCH_MODE=cert: certificate mode (RFC 7925 §4.4, ECDHE_ECDSA, P-256 keys the script
+# generates with the openssl CLI), mutual authentication on both servers:
+#
+#   corium   `corium serve --bind … --cert server.pem --key server.key --ca ca.pem`
+#   libcoap  `coap-server-openssl -A … -p PORT -c server.pem -j server.key -C ca.pem -R ca.pem`
+#   client   `corium bench coaps://… --ca ca.pem --cert client.pem --key client.key`
 #
 # For each server (started alone, pinned to BENCH_SERVER_CPU):
 #   1. memory per idle session: VmRSS after BENCH_IDLE s idle, then
@@ -24,10 +31,11 @@
 #   BENCH_HS_WINDOW [64]      concurrent handshakes in 3. (libcoap allows 100 by default)
 #   BENCH_IDLE_SESSIONS [2000] BENCH_IDLE [2] (seconds before the idle RSS is read)
 #   BENCH_SERVERS ["corium libcoap"]  BENCH_PORT_BASE [57830]: corium +1, libcoap +3
-#   BENCH_PSK_ID [bench] BENCH_PSK_KEY [secretPSK]
+#   BENCH_MODE [psk] (psk or cert)  BENCH_PSK_ID [bench] BENCH_PSK_KEY [secretPSK]
 #   BENCH_CORIUM_PATH [/test] BENCH_LIBCOAP_PATH [/time]
 #   BENCH_PIN [auto] BENCH_SERVER_CPU [0] BENCH_CLIENT_CPU [1]
-#   BENCH_NO_BUILD [0]  BENCH_OUT [bench/results/dtls.md]  BENCH_RUST_LOG [warn]
+#   BENCH_NO_BUILD [0]  BENCH_OUT [bench/results/dtls.md, dtls-cert.md in cert mode]
+#   BENCH_RUST_LOG [warn]
 #
 # Only loopback addresses are used; every step is bounded by `timeout`.
 set -euo pipefail
@@ -51,7 +59,12 @@ LIBCOAP_PATH="${BENCH_LIBCOAP_PATH:-/time}"
 PIN="${BENCH_PIN:-auto}"
 SERVER_CPU="${BENCH_SERVER_CPU:-0}"
 CLIENT_CPU="${BENCH_CLIENT_CPU:-1}"
-OUT="${BENCH_OUT:-$REPO/bench/results/dtls.md}"
+MODE="${BENCH_MODE:-psk}"
+case "$MODE" in
+    psk) OUT="${BENCH_OUT:-$REPO/bench/results/dtls.md}" ;;
+    cert) OUT="${BENCH_OUT:-$REPO/bench/results/dtls-cert.md}" ;;
+    *) echo "dtls.sh: BENCH_MODE must be psk or cert, not '$MODE'" >&2 && exit 1 ;;
+esac
 HOST=127.0.0.1
 
 die() {
@@ -79,6 +92,36 @@ pin_cpus "$PIN" "$SERVER_CPU" "$CLIENT_CPU" "load generator"
 LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/corium-bench-dtls.XXXXXX")"
 stop_server_on_exit
 
+# Client credentials of `corium bench`, and each server's credential arguments.
+if [ "$MODE" = cert ]; then
+    command -v openssl >/dev/null 2>&1 || die "openssl CLI missing (certificate mode)"
+    PKI="$LOGDIR/pki"
+    mkdir -p "$PKI"
+    (
+        cd "$PKI"
+        openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+        openssl req -x509 -new -key ca.key -subj /CN=corium-bench-ca -days 2 -out ca.pem \
+            -addext basicConstraints=critical,CA:TRUE 2>/dev/null
+        for who in server client; do
+            openssl ecparam -name prime256v1 -genkey -noout -out "$who.key.sec1" 2>/dev/null
+            openssl pkcs8 -topk8 -nocrypt -in "$who.key.sec1" -out "$who.key"
+            openssl req -new -key "$who.key" -subj "/CN=$who" -out "$who.csr" 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
+            openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile "$who.ext" -out "$who.pem" 2>/dev/null
+        done
+    ) || die "certificate generation failed"
+    CLIENT_CREDS=(--ca "$PKI/ca.pem" --cert "$PKI/client.pem" --key "$PKI/client.key")
+    CORIUM_CREDS=(--cert "$PKI/server.pem" --key "$PKI/server.key" --ca "$PKI/ca.pem")
+    LIBCOAP_CREDS=(-c "$PKI/server.pem" -j "$PKI/server.key" -C "$PKI/ca.pem" -R "$PKI/ca.pem")
+    CRED_NOTE="certificate mode (ECDHE_ECDSA, P-256, mutual authentication)"
+else
+    CLIENT_CREDS=(--psk-identity "$PSK_ID" --psk-key "$PSK_KEY")
+    CORIUM_CREDS=(--psk "$PSK_ID:$PSK_KEY")
+    LIBCOAP_CREDS=(-k "$PSK_KEY")
+    CRED_NOTE="PSK mode (TLS_PSK_WITH_AES_128_CCM_8)"
+fi
+
 udp_bound() { # PORT -> true when something listens on UDP PORT
     local hex
     hex="$(printf '%04X' "$1")"
@@ -103,7 +146,7 @@ run_server() {
     local name="$1" port="$2" path="$3"
     shift 3
     local dport=$((port + 1)) log="$LOGDIR/$name-server.log"
-    local uri="coaps://$HOST:$dport$path" psk=(--psk-identity "$PSK_ID" --psk-key "$PSK_KEY")
+    local uri="coaps://$HOST:$dport$path" psk=("${CLIENT_CREDS[@]}")
     PATHS[$name]="$path"
     echo "dtls.sh: [$name] starting: $*" >&2
     "${SERVER_PIN[@]}" "$@" >"$log" 2>&1 &
@@ -206,12 +249,12 @@ for s in $SERVERS; do
         corium)
             port=$((PORT_BASE + 1))
             RUST_LOG="${BENCH_RUST_LOG:-warn}" run_server corium "$port" "$CORIUM_PATH" \
-                "$CORIUM" serve --bind "$HOST:$port" --psk "$PSK_ID:$PSK_KEY"
+                "$CORIUM" serve --bind "$HOST:$port" "${CORIUM_CREDS[@]}"
             ;;
         libcoap)
             port=$((PORT_BASE + 3))
             run_server libcoap "$port" "$LIBCOAP_PATH" \
-                coap-server-openssl -A "$HOST" -p "$port" -k "$PSK_KEY" -v 0
+                coap-server-openssl -A "$HOST" -p "$port" "${LIBCOAP_CREDS[@]}" -v 0
             ;;
         *) die "unknown server '$s' in BENCH_SERVERS (corium, libcoap)" ;;
     esac
@@ -228,13 +271,14 @@ libcoap_ver="$(dpkg-query -W -f='${Version}' libcoap3-bin 2>/dev/null || echo '?
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 mkdir -p "$(dirname "$OUT")"
 {
-    echo "# CoAP over DTLS (PSK) server comparison (loopback)"
+    echo "# CoAP over DTLS server comparison (loopback), $CRED_NOTE"
     echo
     echo "- date: $(date -u +%FT%TZ)"
     echo "- machine: $(nproc) CPUs (${cpu:-unknown}), $(uname -sr), load generator on the same machine"
     echo "- pinning: $PIN_NOTE"
-    echo "- libcoap: coap-server-openssl $libcoap_ver (Debian libcoap3-bin), \`-k $PSK_KEY -v 0\`"
-    echo "- GET: \`corium bench coaps://HOST:PORT+1/PATH --psk-identity $PSK_ID --psk-key … --sockets $SOCKETS --window $WINDOW --duration $DURATION\` (warm-up ${WARMUP}s)"
+    echo "- corium: \`corium serve --bind HOST:PORT ${CORIUM_CREDS[*]}\`"
+    echo "- libcoap: coap-server-openssl $libcoap_ver (Debian libcoap3-bin), \`${LIBCOAP_CREDS[*]} -v 0\`"
+    echo "- GET: \`corium bench coaps://HOST:PORT+1/PATH ${CLIENT_CREDS[*]} --sockets $SOCKETS --window $WINDOW --duration $DURATION\` (warm-up ${WARMUP}s)"
     echo "- handshakes: \`corium bench coaps://… --handshakes --sockets 1 --window $HS_WINDOW --duration $DURATION\`"
     echo "- idle sessions: \`corium bench coaps://… --idle-sessions $IDLE_SESSIONS --window 32\`"
     echo

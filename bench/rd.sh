@@ -173,7 +173,7 @@ REPORT="$(
 # RD benchmark: $(date -u '+%Y-%m-%d %H:%M UTC')
 
 Machine: $(nproc) cores shared with other sessions, Linux $(uname -r), loopback UDP;
-$PIN_NOTE. Server: \`${SERVER_CMD[*]}\` (data dir in a temp dir, redb, fsync per change).
+$PIN_NOTE. Server: \`${SERVER_CMD[*]}\` (data dir in a temp dir, redb; every acknowledged change fsync'ed, group commit).
 Generator: \`rd_load run --endpoints $ENDPOINTS --links $LINKS --concurrency $CONCURRENCY --sockets $SOCKETS --lookups $LOOKUPS\`.
 Limits: $LIMITS.
 

@@ -4,6 +4,10 @@
 # 1. GET throughput: `corium bench coap+tcp://HOST:PORT/PATH --sockets N --window W`
 #    (N connections, W requests pipelined on each) against `corium serve` (/test) and
 #    `coap-server-notls` (/time), each alone, server and load pinned to their own CPU.
+#    The same over TLS (`coaps+tcp://`, RFC 8323 §9.2): `corium serve --cert --key` and
+#    `coap-server-openssl -c -j` with one test certificate the script makes with the
+#    openssl CLI (a CA and a server certificate for 127.0.0.1; TLS on PORT+1 for both),
+#    `corium bench coaps+tcp://… --ca CA`; and Corium alone over `coaps+ws://`.
 # 2. A BENCH_BYTES (10 MB) download over TCP: `corium get` with BERT blocks (RFC 8323
 #    §6, the default: both sides announce Max-Message-Size 66048) and with
 #    `--max-message-size 1152` (1024-byte blocks); `coap-client-notls` from
@@ -33,6 +37,8 @@ die() {
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --release -q -p corium-cli >&2 || die "build failed"
 CORIUM="${CARGO_TARGET_DIR:-$REPO/target}/release/corium"
 command -v coap-server-notls >/dev/null || die "coap-server-notls missing: run scripts/install-peers.sh"
+command -v coap-server-openssl >/dev/null || die "coap-server-openssl missing: run scripts/install-peers.sh"
+command -v openssl >/dev/null || die "the openssl command is missing (test certificate)"
 pin_cpus "${BENCH_PIN:-auto}" "${BENCH_SERVER_CPU:-0}" "${BENCH_CLIENT_CPU:-1}" "load/clients"
 stop_server_on_exit
 WORK="$(mktemp -d /tmp/corium-tcp-bench.XXXXXX)"
@@ -45,33 +51,53 @@ wait_tcp() { # port
     die "nothing listens on TCP port $1"
 }
 
+# --- the test certificate (TLS rows) ---------------------------------------------
+# A CA and a server certificate (P-256) for 127.0.0.1 and localhost, valid two days.
+PKI="$WORK/pki"
+mkdir -p "$PKI"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=corium bench CA" -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null ||
+    die "openssl: CA certificate"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+    -keyout "$PKI/server.key" -out "$PKI/server.csr" 2>/dev/null || die "openssl: server key"
+printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+    "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" >"$PKI/ext.cnf"
+openssl x509 -req -in "$PKI/server.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" \
+    -CAcreateserial -days 2 -extfile "$PKI/ext.cnf" -out "$PKI/server.pem" 2>/dev/null ||
+    die "openssl: server certificate"
+
 # --- 1. throughput -------------------------------------------------------------
-throughput() { # name port path cmd...
-    local name="$1" port="$2" path="$3"
+throughput() { # name uri listen-port cmd... (the server starts alone, pinned)
+    local name="$1" uri="$2" port="$3"
     shift 3
     "${SERVER_PIN[@]}" "$@" >"$WORK/$name.log" 2>&1 &
     SERVER_PID=$!
     wait_tcp "$port"
     local line
-    line=$("${CLIENT_PIN[@]}" "$CORIUM" bench "coap+tcp://127.0.0.1:$port$path" \
+    line=$("${CLIENT_PIN[@]}" "$CORIUM" bench "$uri" --ca "$PKI/ca.pem" \
         --sockets "$SOCKETS" --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP" |
         grep '^RESULT') || die "$name: no RESULT line"
     stop_server
     echo "$line"
 }
-CPORT=$((PORT_BASE + 1))
-LPORT=$((PORT_BASE + 2))
-corium_tp=$(throughput corium "$CPORT" /test "$CORIUM" serve --bind "127.0.0.1:$CPORT")
-libcoap_tp=$(throughput libcoap "$LPORT" /time coap-server-notls -A 127.0.0.1 -p "$LPORT")
+CPORT=$((PORT_BASE + 1)) # corium: TCP on CPORT, TLS on CPORT + 1
+LPORT=$((PORT_BASE + 3)) # libcoap: TCP on LPORT, TLS on LPORT + 1
+WPORT=$((PORT_BASE + 5)) # corium: coap+ws
+SPORT=$((PORT_BASE + 6)) # corium: coaps+ws
+TLS_KEYS=(--cert "$PKI/server.pem" --key "$PKI/server.key")
+corium_tp=$(throughput corium "coap+tcp://127.0.0.1:$CPORT/test" "$CPORT" \
+    "$CORIUM" serve --bind "127.0.0.1:$CPORT")
+libcoap_tp=$(throughput libcoap "coap+tcp://127.0.0.1:$LPORT/time" "$LPORT" \
+    coap-server-notls -A 127.0.0.1 -p "$LPORT")
+corium_tls=$(throughput corium-tls "coaps+tcp://127.0.0.1:$((CPORT + 1))/test" "$((CPORT + 1))" \
+    "$CORIUM" serve --bind "127.0.0.1:$CPORT" "${TLS_KEYS[@]}")
+libcoap_tls=$(throughput libcoap-tls "coaps+tcp://127.0.0.1:$((LPORT + 1))/time" "$((LPORT + 1))" \
+    coap-server-openssl -A 127.0.0.1 -p "$LPORT" -c "$PKI/server.pem" -j "$PKI/server.key")
 # CoAP over WebSockets (RFC 8323 §4): Corium only (libcoap 4.3.1's server has no WebSocket).
-WPORT=$((PORT_BASE + 3))
-"${SERVER_PIN[@]}" "$CORIUM" serve --bind "127.0.0.1:$CPORT" --ws-bind "127.0.0.1:$WPORT" >"$WORK/ws.log" 2>&1 &
-SERVER_PID=$!
-wait_tcp "$WPORT"
-ws_tp=$("${CLIENT_PIN[@]}" "$CORIUM" bench "coap+ws://127.0.0.1:$WPORT/test" \
-    --sockets "$SOCKETS" --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP" |
-    grep '^RESULT') || die "ws: no RESULT line"
-stop_server
+ws_tp=$(throughput ws "coap+ws://127.0.0.1:$WPORT/test" "$WPORT" \
+    "$CORIUM" serve --bind "127.0.0.1:$CPORT" --ws-bind "127.0.0.1:$WPORT")
+wss_tp=$(throughput wss "coaps+ws://127.0.0.1:$SPORT/test" "$SPORT" \
+    "$CORIUM" serve --bind "127.0.0.1:$CPORT" "${TLS_KEYS[@]}" --wss-bind "127.0.0.1:$SPORT")
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 
 # --- 2. a large download ---------------------------------------------------------
@@ -110,6 +136,8 @@ stop_server
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 c_rps=$(field "$corium_tp" rps)
 l_rps=$(field "$libcoap_tp" rps)
+ct_rps=$(field "$corium_tls" rps)
+lt_rps=$(field "$libcoap_tls" rps)
 {
     echo "## CoAP over TCP ($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r))"
     echo
@@ -117,13 +145,15 @@ l_rps=$(field "$libcoap_tp" rps)
     echo
     echo "| server | requests/s | p50 µs | p99 µs | ok | lost |"
     echo "|---|---|---|---|---|---|"
-    for row in "corium:$corium_tp" "libcoap:$libcoap_tp" "corium coap+ws:$ws_tp"; do
+    for row in "corium coap+tcp:$corium_tp" "libcoap coap+tcp:$libcoap_tp" \
+        "corium coaps+tcp:$corium_tls" "libcoap (openssl) coaps+tcp:$libcoap_tls" \
+        "corium coap+ws:$ws_tp" "corium coaps+ws:$wss_tp"; do
         name="${row%%:*}"
         r="${row#*:}"
         echo "| $name | $(field "$r" rps) | $(field "$r" p50_us) | $(field "$r" p99_us) | $(field "$r" ok) | $(field "$r" lost) |"
     done
     echo
-    echo "Ratio corium / libcoap: **$(ratio "$c_rps" "$l_rps")×**."
+    echo "Ratio corium / libcoap over TCP: **$(ratio "$c_rps" "$l_rps")×**; over TLS: **$(ratio "$ct_rps" "$lt_rps")×**."
     echo
     echo "| $BYTES-byte download over TCP (median of $RUNS) | ms |"
     echo "|---|---|"

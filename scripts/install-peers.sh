@@ -4,6 +4,7 @@
 #
 #   - libcoap 4.3 command-line tools (Debian package libcoap3-bin):
 #     coap-client-notls, coap-server-notls, coap-rd-notls (+ -openssl/-gnutls)
+#   - iproute2 (`ip netns`, for the multicast tests across network namespaces)
 #   - tshark (optional, best effort; never required by the tests)
 #   - aiocoap[oscore,ws] + lakers-python in a virtualenv at <repo>/.venv
 #
@@ -77,6 +78,13 @@ if ! command -v coap-client-notls >/dev/null 2>&1 ||
     apt_install libcoap3-bin || die "apt-get install libcoap3-bin failed"
     command -v coap-client-notls >/dev/null 2>&1 ||
         die "libcoap3-bin installed but coap-client-notls is not on PATH"
+    CHANGED=1
+fi
+
+# --- iproute2 (`ip`: the multicast tests' network namespaces) ----------------------
+if ! command -v ip >/dev/null 2>&1; then
+    log "installing iproute2 (apt)"
+    apt_install iproute2 || die "apt-get install iproute2 failed"
     CHANGED=1
 fi
 

@@ -40,6 +40,14 @@ use crate::{BenchArgs, Failure, EXIT_NO_RESPONSE, EXIT_OK};
 #[path = "bench_dtls.rs"]
 mod dtls;
 
+/// `coap+tcp://`, `coaps+tcp://`, `coap+ws://`, `coaps+ws://` (RFC 8323).
+#[path = "bench_stream.rs"]
+mod stream;
+
+/// `--peers N`: many distinct client endpoints, each a request every `--interval`.
+#[path = "bench_peers.rs"]
+mod peers;
+
 /// How long a message ID stays reserved in the load generator's endpoint.
 ///
 /// RFC 7252 §4.4 asks for EXCHANGE_LIFETIME (247 s), but one socket has only
@@ -199,7 +207,7 @@ fn worker_endpoint(plan: &Plan) -> Endpoint<SocketAddr> {
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).
-fn percentile(sorted: &[u32], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -502,209 +510,6 @@ async fn worker(plan: Arc<Plan>, oscore: Option<Arc<OscoreLoad>>) -> std::io::Re
     Ok(tally)
 }
 
-/// The largest message the load generator announces and accepts on a connection.
-const STREAM_MAX_MESSAGE: usize = 64 * 1024;
-
-/// One connection of the load generator: a TCP byte stream cut with `frame_len`
-/// (RFC 8323 §3.2), or a WebSocket carrying one message per binary frame (§4.2).
-enum StreamConn {
-    Tcp {
-        read: tokio::net::tcp::OwnedReadHalf,
-        write: tokio::net::tcp::OwnedWriteHalf,
-        inbuf: Vec<u8>,
-    },
-    Ws(Box<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>),
-}
-
-impl StreamConn {
-    async fn open(peer: SocketAddr, websocket: bool) -> std::io::Result<StreamConn> {
-        let stream = tokio::net::TcpStream::connect(peer).await?;
-        stream.set_nodelay(true)?;
-        if !websocket {
-            let (read, write) = stream.into_split();
-            return Ok(StreamConn::Tcp {
-                read,
-                write,
-                inbuf: Vec::with_capacity(STREAM_MAX_MESSAGE),
-            });
-        }
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-        let mut request = format!("ws://{peer}/.well-known/coap")
-            .into_client_request()
-            .map_err(std::io::Error::other)?;
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("coap"),
-        );
-        let (ws, _) = tokio_tungstenite::client_async(request, stream)
-            .await
-            .map_err(std::io::Error::other)?;
-        Ok(StreamConn::Ws(Box::new(ws)))
-    }
-
-    fn framing(&self) -> corium::wire::Framing {
-        match self {
-            StreamConn::Tcp { .. } => corium::wire::Framing::Tcp,
-            StreamConn::Ws(_) => corium::wire::Framing::WebSocket,
-        }
-    }
-
-    /// Writes every message `ep` has queued: one write on TCP, one flush of frames on
-    /// a WebSocket.
-    async fn send_all(
-        &mut self,
-        ep: &mut Endpoint<SocketAddr>,
-        out: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        use futures_util::SinkExt as _;
-        use tokio::io::AsyncWriteExt as _;
-        match self {
-            StreamConn::Tcp { write, .. } => {
-                out.clear();
-                while let Some(transmit) = ep.poll_transmit() {
-                    out.extend_from_slice(&transmit.payload);
-                }
-                if !out.is_empty() {
-                    write.write_all(out).await?;
-                }
-            }
-            StreamConn::Ws(ws) => {
-                let mut any = false;
-                while let Some(transmit) = ep.poll_transmit() {
-                    ws.feed(tokio_tungstenite::tungstenite::Message::Binary(
-                        transmit.payload,
-                    ))
-                    .await
-                    .map_err(std::io::Error::other)?;
-                    any = true;
-                }
-                if any {
-                    ws.flush().await.map_err(std::io::Error::other)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for what the server sent and hands every complete message to `ep`.
-    async fn receive(
-        &mut self,
-        ep: &mut Endpoint<SocketAddr>,
-        t: impl Fn() -> corium_proto::Instant,
-        peer: SocketAddr,
-    ) -> std::io::Result<()> {
-        use futures_util::StreamExt as _;
-        use tokio::io::AsyncReadExt as _;
-        let closed = || std::io::Error::other("the server closed the connection");
-        match self {
-            StreamConn::Tcp { read, inbuf, .. } => {
-                if read.read_buf(inbuf).await? == 0 {
-                    return Err(closed());
-                }
-                let now = t();
-                let mut pos = 0;
-                loop {
-                    let rest = &inbuf[pos..];
-                    match corium::wire::frame_len(rest, STREAM_MAX_MESSAGE, 32) {
-                        Ok(Some(n)) if rest.len() >= n => {
-                            ep.handle_stream_message(now, peer, &rest[..n]);
-                            pos += n;
-                        }
-                        Ok(_) => break,
-                        Err(e) => return Err(std::io::Error::other(format!("bad message: {e}"))),
-                    }
-                }
-                inbuf.drain(..pos);
-                if inbuf.capacity() - inbuf.len() < 4096 {
-                    inbuf.reserve(STREAM_MAX_MESSAGE);
-                }
-            }
-            StreamConn::Ws(ws) => match ws.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(data))) => {
-                    ep.handle_stream_message(t(), peer, &data);
-                }
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None => {
-                    return Err(closed())
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-            },
-        }
-        Ok(())
-    }
-}
-
-/// One worker's closed loop over one `coap+tcp` or `coap+ws` connection (RFC 8323):
-/// the endpoint runs in stream mode (no message IDs to budget, no retransmission),
-/// requests are pipelined up to the window.
-async fn stream_worker(plan: Arc<Plan>, websocket: bool) -> std::io::Result<Tally> {
-    let now = || clock(&plan);
-    let deadline = |since_epoch: Duration| tokio::time::Instant::from_std(plan.epoch + since_epoch);
-    let options = RequestOptions {
-        timeout: Some(plan.timeout),
-        ..RequestOptions::default()
-    };
-    let warmup_end = corium_proto::Instant::from_duration(plan.warmup_end);
-    let end = corium_proto::Instant::from_duration(plan.end);
-    let grace_end = corium_proto::Instant::from_duration(plan.grace_end);
-    let mut conn = StreamConn::open(plan.peer, websocket).await?;
-    let config = EndpointConfig {
-        framing: Some(conn.framing()),
-        max_message_size: STREAM_MAX_MESSAGE,
-        ..endpoint_config(plan.window, plan.timeout)
-    };
-    let mut ep: Endpoint<SocketAddr> =
-        Endpoint::new(config, Box::new(rand::rngs::StdRng::from_entropy()));
-    ep.handle_connected(now(), plan.peer);
-    let mut outstanding = 0usize;
-    let mut in_flight: HashMap<(u64, RequestId), (corium_proto::Instant, bool)> =
-        HashMap::with_capacity(plan.window * 2);
-    let mut tally = Tally::default();
-    let mut out = Vec::with_capacity(STREAM_MAX_MESSAGE);
-    loop {
-        let t = now();
-        record_outcomes(&mut ep, 0, &mut outstanding, t, &mut in_flight, &mut tally);
-        let sending = t < end;
-        if !sending && (in_flight.is_empty() || t >= grace_end) {
-            break;
-        }
-        while sending && in_flight.len() < plan.window {
-            match ep.send_request(t, plan.peer, &plan.request, options.clone()) {
-                Ok(id) => {
-                    let measured = t >= warmup_end;
-                    if measured {
-                        tally.sent += 1;
-                    }
-                    in_flight.insert((0, id), (t, measured));
-                    outstanding += 1;
-                }
-                Err(_) => {
-                    tally.refused += 1;
-                    break;
-                }
-            }
-        }
-        conn.send_all(&mut ep, &mut out).await?;
-        if ep.poll_close().is_some() {
-            return Err(std::io::Error::other("the server aborted the connection"));
-        }
-        let mut wake = deadline(if sending { plan.end } else { plan.grace_end });
-        if let Some(timer) = ep.poll_timeout() {
-            wake = wake.min(deadline(Duration::from_nanos(timer.as_nanos())));
-        }
-        tokio::select! {
-            r = conn.receive(&mut ep, now, plan.peer) => r?,
-            () = tokio::time::sleep_until(wake) => {}
-        }
-        let t = now();
-        if ep.poll_timeout().is_some_and(|due| due <= t) {
-            ep.handle_timeout(t);
-        }
-    }
-    tally.lost += in_flight.values().filter(|(_, measured)| *measured).count() as u64;
-    Ok(tally)
-}
-
 /// Runs `corium bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
     let target = crate::uri::parse(&args.uri).map_err(Failure::usage)?;
@@ -726,8 +531,35 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         .build()
         .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
 
+    if let Some(n) = args.peers {
+        if target.scheme != corium::wire::Scheme::Coap {
+            return Err(Failure::usage("--peers is for coap:// targets"));
+        }
+        let plan = peers::PeersPlan {
+            server: peer,
+            path: target.path.clone(),
+            peers: n,
+            interval: args.interval,
+            duration: args.duration,
+            timeout: args.timeout,
+            local_ip: args.local_ip.unwrap_or(if peer.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            }),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
+        return peers::run(plan, &runtime);
+    }
     if target.scheme == corium::wire::Scheme::Coaps {
         return dtls::run(&args, &target, peer, &runtime);
+    }
+    if args.handshakes && target.scheme == corium::wire::Scheme::Coap {
+        // EDHOC (RFC 9528) handshakes per second.
+        return crate::bench_edhoc::run(&args, &runtime);
     }
     let grace = args.timeout.min(MAX_GRACE);
     let plan = Arc::new(Plan {
@@ -743,11 +575,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
         rotate_after: ROTATE_AFTER,
         max_per_socket: MAX_PER_SOCKET,
     });
-    let mode = match (target.scheme, args.non) {
-        (corium::wire::Scheme::CoapTcp, _) => "TCP",
-        (corium::wire::Scheme::CoapWs, _) => "WebSocket",
-        (_, true) => "NON",
-        (_, false) => "CON",
+    let tls = args.tls.client()?;
+    let stream = stream::Transport::of(&args.uri, target.scheme, &target.host, tls)?;
+    let mode = match (&stream, args.non) {
+        (Some(transport), _) => transport.mode(),
+        (None, true) => "NON",
+        (None, false) => "CON",
     };
     println!(
         "corium bench {} ({peer}): {sockets} socket(s) x window {window}, {mode}, \
@@ -758,17 +591,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
     );
 
     use corium::wire::Scheme;
-    let stream = match target.scheme {
-        Scheme::Coap => None,
-        Scheme::CoapTcp => Some(false),
-        Scheme::CoapWs => Some(true),
-        other => {
-            return Err(Failure::usage(format!(
-                "corium bench speaks coap://, coaps://, coap+tcp:// and coap+ws://, not {other}"
-            )))
-        }
-    };
-    let oscore = match (&args.credentials, stream) {
+    if stream.is_none() && target.scheme != Scheme::Coap {
+        return Err(Failure::usage(format!(
+            "corium bench speaks coap://, coaps://, coap+tcp://, coaps+tcp://, coap+ws:// \
+             and coaps+ws://, not {}",
+            target.scheme
+        )));
+    }
+    let oscore = match (&args.credentials, &stream) {
         (Some(file), None) => Some(Arc::new(OscoreLoad::load(file, &args.uri)?)),
         (Some(_), Some(_)) => {
             return Err(Failure::usage(
@@ -779,8 +609,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8, Failure> {
     };
     let results = runtime.block_on(async {
         let tasks: Vec<_> = (0..sockets)
-            .map(|_| match stream {
-                Some(websocket) => tokio::spawn(stream_worker(Arc::clone(&plan), websocket)),
+            .map(|_| match &stream {
+                Some(transport) => {
+                    tokio::spawn(stream::worker(Arc::clone(&plan), transport.clone()))
+                }
                 None => tokio::spawn(worker(Arc::clone(&plan), oscore.clone())),
             })
             .collect();

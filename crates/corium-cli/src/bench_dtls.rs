@@ -1,5 +1,7 @@
-//! `corium bench coaps://…`: the load generator over DTLS (RFC 7252 §9, PSK mode,
-//! TLS_PSK_WITH_AES_128_CCM_8).
+//! `corium bench coaps://…`: the load generator over DTLS (RFC 7252 §9): PSK mode
+//! (TLS_PSK_WITH_AES_128_CCM_8) with `--psk-identity`/`--psk-key`, certificate mode
+//! (ECDHE_ECDSA, RFC 7925 §4.4) with `--ca` (and `--cert`/`--key` for a client
+//! certificate).
 //!
 //! A child module of `bench`: it reuses the plan, tallies and outcome bookkeeping of the
 //! `coap://` load generator and puts a client [`DtlsEndpoint`] between each sans-IO
@@ -13,7 +15,7 @@
 //!   `RESULT rps=… p50_us=… p99_us=… sent=… ok=… lost=…`.
 //! * **`--handshakes`**: `--sockets` × `--window` clients, each in a loop: a fresh UDP
 //!   socket (a new client address), a full handshake (ClientHello, HelloVerifyRequest,
-//!   ClientHello with cookie, the PSK flights, RFC 6347 §4.2), `close_notify` (so the
+//!   ClientHello with cookie, the PSK or ECDHE_ECDSA flights, RFC 6347 §4.2), `close_notify` (so the
 //!   server frees the session), repeat. Against an IPv4 loopback server the sockets
 //!   are spread over 1 000 source addresses (127.0.0–3.2–251), so that the server
 //!   sees many clients rather than one address (whose handshakes a per-address rate
@@ -496,14 +498,24 @@ pub(super) fn run(
     peer: SocketAddr,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<u8, Failure> {
+    // PSK mode when a PSK is given, else certificate mode (RFC 7925 §4.4) with --ca and
+    // optionally --cert/--key, as for `corium get`.
     let credentials = match args.dtls.client()? {
         Some(c) => Arc::new(c),
-        None => {
-            return Err(Failure::usage(format!(
-                "{}: coaps needs --psk-identity ID and --psk-key KEY",
-                args.uri
-            )))
-        }
+        None => match crate::dtls::client_certificate(&args.tls, &target.host)? {
+            Some(c) => Arc::new(c),
+            None => {
+                return Err(Failure::usage(format!(
+                    "{}: coaps needs --psk-identity ID and --psk-key KEY, or --ca FILE",
+                    args.uri
+                )))
+            }
+        },
+    };
+    let mode = if args.dtls.psk_identity.is_some() {
+        "PSK"
+    } else {
+        "certificate"
     };
     let sockets = args.sockets as usize;
     let window = args.window as usize;
@@ -550,7 +562,7 @@ pub(super) fn run(
 
     if args.handshakes {
         println!(
-            "corium bench {} ({peer}): {} concurrent DTLS PSK handshakes ({sockets} x {window}), \
+            "corium bench {} ({peer}): {} concurrent DTLS {mode} handshakes ({sockets} x {window}), \
              warm-up {:.1} s, measuring {:.1} s",
             args.uri,
             sockets * window,

@@ -11,11 +11,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Args;
 use std::sync::Arc;
 
-use corium::corium_dtls::{parse_key, ClientConfig, ConfigError, PskMap, ServerConfig};
+use corium::corium_dtls::{parse_key, ClientConfig, ConfigError, DtlsConfig, PskMap, ServerConfig};
 
 use crate::Failure;
 
@@ -41,6 +42,63 @@ impl DtlsArgs {
         ClientConfig::psk(identity.clone().into_bytes(), key)
             .map(Some)
             .map_err(|e| Failure::usage(format!("--psk-identity/--psk-key: {e}")))
+    }
+}
+
+/// Limits of `corium serve`'s DTLS endpoint (every table a peer can grow is bounded,
+/// ARCHITECTURE.md); each flag overrides one field of [`DtlsConfig`], whose defaults
+/// (and reasons) apply otherwise.
+#[derive(Debug, Args, Default, Clone)]
+pub(crate) struct DtlsLimitsArgs {
+    /// coaps: DTLS sessions (handshaking and established) held at once; a ClientHello
+    /// beyond it is dropped. Default 16384.
+    #[arg(long = "dtls-max-sessions", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub(crate) max_sessions: Option<u32>,
+    /// coaps: handshakes in progress at once. Default 1024.
+    #[arg(long = "dtls-max-handshakes", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_handshakes: Option<u32>,
+    /// coaps: handshakes one client address (IPv6: /64) may start per second, after the
+    /// cookie exchange (RFC 6347 §4.2.1). Default 32.
+    #[arg(long = "dtls-handshake-rate", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) handshake_rate: Option<u32>,
+    /// coaps: an established session idle this many seconds is closed with close_notify.
+    /// Default 300.
+    #[arg(long = "dtls-idle-timeout", value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+    pub(crate) idle_timeout: Option<u32>,
+    /// coaps: a handshake not finished after this many seconds is abandoned. Default 30.
+    #[arg(long = "dtls-handshake-timeout", value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub(crate) handshake_timeout: Option<u32>,
+}
+
+impl DtlsLimitsArgs {
+    /// [`DtlsConfig::default`] with the given flags applied.
+    pub(crate) fn config(&self) -> DtlsConfig {
+        let mut c = DtlsConfig::default();
+        if let Some(n) = self.max_sessions {
+            c.max_sessions = n as usize;
+        }
+        if let Some(n) = self.max_handshakes {
+            c.max_handshakes = n as usize;
+        }
+        if let Some(n) = self.handshake_rate {
+            c.max_handshakes_per_addr = n;
+        }
+        if let Some(s) = self.idle_timeout {
+            c.idle_timeout = Duration::from_secs(s.into());
+        }
+        if let Some(s) = self.handshake_timeout {
+            c.handshake_timeout = Duration::from_secs(s.into());
+        }
+        c
+    }
+
+    /// Whether any flag was given (they need a DTLS listener).
+    pub(crate) fn any(&self) -> bool {
+        self.max_sessions.is_some()
+            || self.max_handshakes.is_some()
+            || self.handshake_rate.is_some()
+            || self.idle_timeout.is_some()
+            || self.handshake_timeout.is_some()
     }
 }
 
@@ -215,5 +273,27 @@ mod tests {
         let explicit: Vec<SocketAddr> = vec!["127.0.0.1:7000".parse().unwrap()];
         assert_eq!(server_addrs(&udp, &[], &secure), secure);
         assert_eq!(server_addrs(&udp, &explicit, &secure), explicit);
+    }
+
+    #[test]
+    fn limits_override_only_what_is_given() {
+        let none = DtlsLimitsArgs::default();
+        assert!(!none.any());
+        let defaults = DtlsConfig::default();
+        assert_eq!(none.config().max_sessions, defaults.max_sessions);
+        let some = DtlsLimitsArgs {
+            max_sessions: Some(10),
+            handshake_rate: Some(2),
+            idle_timeout: Some(60),
+            ..DtlsLimitsArgs::default()
+        };
+        assert!(some.any());
+        let c = some.config();
+        assert_eq!(c.max_sessions, 10);
+        assert_eq!(c.max_handshakes_per_addr, 2);
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_handshakes, defaults.max_handshakes);
+        assert_eq!(c.handshake_timeout, defaults.handshake_timeout);
+        c.validate().unwrap();
     }
 }

@@ -209,8 +209,14 @@ pub(crate) fn entry_for<'a>(entries: &'a [Entry], uri: &str) -> Option<(&'a Entr
         .max_by_key(|(_, u)| u.len())
 }
 
+/// The initiator of the `[[edhoc]]` entry whose pattern matches `uri` best.
+pub(crate) fn initiator_for(entries: &[Entry], uri: &str) -> Option<Initiator> {
+    let (entry, _) = entry_for(entries, uri)?;
+    Some(Initiator::new(entry.own.clone(), entry.peers.clone()))
+}
+
 /// The origin (`scheme://authority`) of a URI.
-fn origin(uri: &str) -> &str {
+pub(crate) fn origin(uri: &str) -> &str {
     let Some(i) = uri.find("://") else {
         return uri;
     };

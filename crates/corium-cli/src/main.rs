@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_edhoc;
 mod bench_oscore;
 mod client;
 mod credentials;
@@ -270,7 +271,7 @@ pub(crate) struct ServeArgs {
     #[arg(long = "ws-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     pub(crate) ws_bind: Vec<SocketAddr>,
     /// Join a multicast group (RFC 7252 §8; repeatable): `all` for the All-CoAP-Nodes
-    /// groups 224.0.1.187, ff02::fd and ff05::fd, or GROUP[@IFACE] with IFACE an IPv4
+    /// groups 224.0.1.187, ff05::fd and ff02::fd (on each multicast interface), or GROUP[@IFACE] with IFACE an IPv4
     /// address of the interface (IPv4 groups) or an interface index (IPv6 groups).
     /// The group port is that of the first --bind (5683 by default).
     #[arg(long = "join", value_name = "GROUP")]
@@ -294,6 +295,9 @@ pub(crate) struct ServeArgs {
     /// Where to serve coaps instead of PORT+1 (repeatable; needs --psk or --psk-file).
     #[arg(long = "dtls-bind", value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     pub(crate) dtls_bind: Vec<SocketAddr>,
+    /// Limits of the coaps (DTLS) listener.
+    #[command(flatten)]
+    pub(crate) dtls_limits: dtls::DtlsLimitsArgs,
     /// Amplification mitigation on plain UDP (RFC 9175 §2.4): until a client has
     /// echoed an Echo value, it gets at most FACTOR times the bytes of its request; a
     /// larger response to GET/FETCH becomes 4.01 with Echo (clients that follow RFC
@@ -304,6 +308,20 @@ pub(crate) struct ServeArgs {
         default_value_t = 3
     )]
     pub(crate) amplification_factor: usize,
+    /// Require fresh requests on the resource at PATH (repeatable; `*` for all): an
+    /// unsafe request (POST, PUT, DELETE, PATCH, iPATCH) without a recent Echo value is
+    /// not run but answered 4.01 with one, and its repetition with it runs (RFC 9175
+    /// §2.4 item 1; under OSCORE inside the protection).
+    #[arg(long = "fresh", value_name = "PATH")]
+    pub(crate) fresh: Vec<String>,
+    /// How old an Echo value may be for --fresh, in seconds. Default 30.
+    #[arg(long = "fresh-max-age", value_name = "SECONDS", default_value_t = 30)]
+    pub(crate) fresh_max_age: u64,
+    /// Worker threads, and UDP sockets per --bind address sharing its port with
+    /// SO_REUSEPORT (one driver and endpoint each; a peer always reaches the same one).
+    /// Default: one socket per address, one thread per CPU.
+    #[arg(long = "workers", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) workers: Option<u16>,
 }
 
 /// Arguments of `corium bench`.
@@ -330,13 +348,25 @@ pub(crate) struct BenchArgs {
     /// A request without a response after this many seconds counts as lost.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,
+    /// TLS for coaps+tcp:// and coaps+ws:// (--ca FILE or --insecure); for coaps:// without
+    /// a PSK, DTLS certificate mode (--ca, and --cert/--key for a client certificate).
+    #[command(flatten)]
+    pub(crate) tls: tls::TlsArgs,
     /// PSK credentials for coaps:// (DTLS, RFC 7252 §9.1.3.1).
     #[command(flatten)]
     pub(crate) dtls: dtls::DtlsArgs,
-    /// coaps:// only: measure full DTLS handshakes per second instead of requests
+    /// coaps://: measure full DTLS handshakes per second instead of requests
     /// (--sockets x --window clients, each handshaking on a fresh socket, then closing).
+    /// coap:// with --credentials: EDHOC handshakes per second (RFC 9528, two POSTs to
+    /// /.well-known/edhoc each) with the [[edhoc]] table matching the URI; --window
+    /// handshakes at a time on each of --sockets sockets.
     #[arg(long = "handshakes", conflicts_with = "idle_sessions")]
     pub(crate) handshakes: bool,
+    /// With --handshakes on coap:// (EDHOC): stop after N handshakes (no warm-up) and
+    /// divide by the time they took, for responders that keep every session (aiocoap
+    /// 0.4.17 has room for 47).
+    #[arg(long = "handshake-count", value_name = "N", requires = "handshakes", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) handshake_count: Option<u64>,
     /// coaps:// only: establish N DTLS sessions, hold them idle for --duration seconds,
     /// close them (for measuring a server's memory per idle session).
     #[arg(long = "idle-sessions", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -347,6 +377,17 @@ pub(crate) struct BenchArgs {
     /// server's replay window (32).
     #[arg(long = "credentials", value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
+    /// coap:// only: N distinct client endpoints (a socket each, on --local-ip), each
+    /// sending one CON GET every --interval seconds for --duration seconds (a server's
+    /// behaviour and memory with many peers; mind `ulimit -n`).
+    #[arg(long = "peers", value_name = "N", conflicts_with_all = ["handshakes", "idle_sessions", "credentials", "non"], value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) peers: Option<u32>,
+    /// With --peers: seconds between two requests of one peer.
+    #[arg(long = "interval", value_name = "SECS", default_value = "5", requires = "peers", value_parser = parse_seconds)]
+    pub(crate) interval: Duration,
+    /// With --peers: the address the peers' sockets bind to (default: loopback).
+    #[arg(long = "local-ip", value_name = "IP", requires = "peers")]
+    pub(crate) local_ip: Option<std::net::IpAddr>,
 }
 
 /// Parses a positive number of seconds (fractions allowed).

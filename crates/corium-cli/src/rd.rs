@@ -95,6 +95,11 @@ pub(crate) struct RdServeArgs {
     /// the POST with the Echo value of the 4.01 (libcoap and corium do).
     #[arg(long = "verify-simple")]
     pub(crate) verify_simple: bool,
+    /// Require fresh updates and removals of registrations (RFC 9176 §5.3.4): without
+    /// an Echo value (RFC 9175) the RD made at most SECS ago they are answered 4.01
+    /// with one, to be repeated with it (libcoap, aiocoap and corium do).
+    #[arg(long = "fresh-updates", value_name = "SECS", value_parser = crate::parse_seconds)]
+    pub(crate) fresh_updates: Option<Duration>,
 }
 
 /// The client side of `corium rd`.
@@ -240,6 +245,7 @@ fn serve(args: RdServeArgs) -> Result<u8, Failure> {
         ..RdConfig::default()
     };
     config.verify_simple_registrants = args.verify_simple;
+    config.fresh_updates = args.fresh_updates;
     if let Some(n) = args.max_registrations {
         config.max_registrations = usize::try_from(n).unwrap_or(usize::MAX);
     }

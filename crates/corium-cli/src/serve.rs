@@ -15,7 +15,10 @@
 //! the file's `uri` patterns name require OSCORE. With `--psk ID:KEY` or `--psk-file`,
 //! CoAP over DTLS (`coaps`, RFC 7252 §9) listens on PORT+1 of each address (or
 //! `--secure-bind`, or `--dtls-bind`, which takes precedence for DTLS), announced by a
-//! last line `corium serving coaps on ADDR[, ADDR…]`.
+//! last line `corium serving coaps on ADDR[, ADDR…]`. With `--workers N`, the
+//! runtime has N worker threads and each UDP address N sockets sharing its port
+//! with SO_REUSEPORT, each with its own driver and endpoint (see BENCHMARKS.md,
+//! "Scaling with cores").
 
 use std::io::IsTerminal as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -92,6 +95,13 @@ struct StreamBinds {
     /// PORT+1 of each UDP address.
     dtls: Option<corium::corium_dtls::ServerConfig>,
     dtls_bind: Vec<SocketAddr>,
+    /// `--dtls-max-sessions` and the other DTLS limits.
+    dtls_limits: corium::corium_dtls::DtlsConfig,
+    /// `--workers`: UDP sockets per address (SO_REUSEPORT shards).
+    udp_shards: usize,
+    /// `--fresh` paths and `--fresh-max-age` (RFC 9175 §2.4 item 1).
+    fresh: Vec<String>,
+    fresh_max_age: std::time::Duration,
 }
 
 /// Parses `--join`: `all`, or GROUP[@IFACE] (IFACE: an IPv4 address of the interface
@@ -99,7 +109,7 @@ struct StreamBinds {
 fn parse_join(spec: &str) -> Result<Vec<corium::multicast::MulticastGroup>, Failure> {
     use corium::multicast::{MulticastGroup, MulticastInterface};
     if spec == "all" {
-        return Ok(MulticastGroup::all_coap_nodes().to_vec());
+        return Ok(MulticastGroup::all_coap_nodes_per_link());
     }
     let bad = |why: &str| Failure::usage(format!("--join {spec:?}: {why}"));
     let (group, iface) = match spec.split_once('@') {
@@ -154,17 +164,35 @@ async fn bind(
         Some(c) => crate::edhoc::server(c.edhoc())?,
         None => None,
     };
-    let router = || match &edhoc {
-        Some(e) => crate::plugtest::router().route("/.well-known/edhoc", e.resource()),
-        None => crate::plugtest::router(),
+    let router = || {
+        let mut r = match &edhoc {
+            Some(e) => crate::plugtest::router().route("/.well-known/edhoc", e.resource()),
+            None => crate::plugtest::router(),
+        };
+        for path in &streams.fresh {
+            r = r.require_fresh(path, streams.fresh_max_age);
+        }
+        r
     };
+    if let Some(path) = streams
+        .fresh
+        .iter()
+        .find(|p| *p != "*" && !router().has_route(p))
+    {
+        return Err(Failure::usage(format!("--fresh {path}: no such resource")));
+    }
     let builder = |udp: &[SocketAddr]| -> Result<corium::ServerBuilder, Failure> {
         let port = udp.first().map_or(DEFAULT_PORT, SocketAddr::port);
         let mut b = Server::builder()
             .config(config.clone())
             .tcp(true)
+            .shards(streams.udp_shards)
             .websocket(&streams.ws)
-            .multicast(&streams.groups, port);
+            .multicast(&streams.groups, port)
+            // A group socket binds GROUP:PORT beside the unicast socket on the same port; a
+            // unicast socket on the wildcard address (the default `[::]`/`0.0.0.0`) only
+            // lets it with SO_REUSEADDR on both (the group sockets always set it).
+            .reuse_address(!streams.groups.is_empty());
         if let Some(c) = credentials {
             // RFC 8613: protected requests are verified; these resources require it.
             let (oscore, required) = c.server()?;
@@ -191,10 +219,12 @@ async fn bind(
         }
         if let Some(dtls) = &streams.dtls {
             // RFC 7252 §9: coaps on 5684, i.e. PORT+1 of each UDP address by default.
-            b = b.dtls(
-                dtls.clone(),
-                &crate::dtls::server_addrs(udp, &streams.dtls_bind, &streams.secure),
-            );
+            b = b
+                .dtls(
+                    dtls.clone(),
+                    &crate::dtls::server_addrs(udp, &streams.dtls_bind, &streams.secure),
+                )
+                .dtls_limits(streams.dtls_limits.clone());
         }
         Ok(if verbose {
             // `-v`: every datagram dissected at debug level.
@@ -255,7 +285,17 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
             args.ca.as_deref(),
         )?,
         dtls_bind: args.dtls_bind,
+        dtls_limits: args.dtls_limits.config(),
+        udp_shards: args.workers.map_or(1, usize::from),
+        fresh: args.fresh,
+        fresh_max_age: std::time::Duration::from_secs(args.fresh_max_age),
     };
+    if streams.dtls.is_none() && args.dtls_limits.any() {
+        return Err(Failure::usage(
+            "--dtls-max-sessions and the other --dtls-* limits need --psk, --psk-file or an ECDSA --cert"
+                .to_owned(),
+        ));
+    }
     if streams.dtls.is_none() && !streams.dtls_bind.is_empty() {
         return Err(Failure::usage(
             "--dtls-bind needs --psk or --psk-file".to_owned(),
@@ -271,7 +311,16 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8, Failure> {
         .as_deref()
         .map(crate::credentials::load)
         .transpose()?;
-    crate::runtime(true)?.block_on(async move {
+    let runtime = match args.workers {
+        // One worker thread per shard (issue 8: scaling with cores).
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?,
+        None => crate::runtime(true)?,
+    };
+    runtime.block_on(async move {
         let server = bind(
             &addrs,
             defaulted,

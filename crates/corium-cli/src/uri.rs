@@ -52,8 +52,13 @@ pub(crate) fn parse(uri: &str) -> Result<Target, String> {
     let (host, host_is_ip) = match parsed.host {
         Host::Ipv4(a) => (a.to_string(), true),
         Host::Ipv6(a, None) => (a.to_string(), true),
-        Host::Ipv6(_, Some(_)) => {
-            return Err(invalid(uri, "IPv6 zone identifiers are not supported"))
+        Host::Ipv6(a, Some(zone)) => {
+            // RFC 6874: the zone (an interface name or index) after `%`, as the system's
+            // resolver takes it (`fe80::1%eth0`), so the datagram leaves on that link.
+            let decoded: Vec<u8> = percent_decode(zone).collect();
+            let zone = String::from_utf8(decoded)
+                .map_err(|_| invalid(uri, "IPv6 zone identifier is not UTF-8"))?;
+            (format!("{a}%{zone}"), true)
         }
         Host::Name(name) => {
             // §6.4 step 5: lowercase, then percent-decode.

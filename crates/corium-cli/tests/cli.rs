@@ -612,3 +612,62 @@ fn amplification_limit_cuts_first_blocks_until_echo() {
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(!out.stderr.contains("Echo"), "{}", out.stderr);
 }
+
+/// `corium serve --fresh PATH` (RFC 9175 §2.4 item 1): `corium put` is answered 4.01
+/// with an Echo value first, repeats the PUT with it and gets 2.04; the PUT ran once.
+/// An unknown path is a usage error.
+#[test]
+fn serve_fresh_challenges_unsafe_requests_and_put_follows() {
+    let server = Server::start_with(&["--fresh", "/large-update", "--amplification-factor", "0"]);
+    let uri = server.uri("/large-update");
+    let out = corium(&["put", "-v", &uri, "-e", "fresh"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let challenge = lines
+        .iter()
+        .position(|l| l.starts_with('←') && l.contains("4.01") && l.contains("Echo"))
+        .unwrap_or_else(|| panic!("no 4.01 with Echo: {}", out.stderr));
+    let retry = lines
+        .iter()
+        .position(|l| l.starts_with('→') && l.contains("PUT") && l.contains("Echo"))
+        .unwrap_or_else(|| panic!("no PUT with Echo: {}", out.stderr));
+    assert!(challenge < retry, "{}", out.stderr);
+    assert!(out.stderr.ends_with("2.04 Changed\n"), "{}", out.stderr);
+    let out = corium(&["get", &uri]);
+    assert_eq!((out.code(), out.stdout.trim_end()), (0, "fresh"), "{out:?}");
+    // GET is safe: never challenged.
+    let out = corium(&["get", "-v", &uri]);
+    assert!(!out.stderr.contains("4.01"), "{}", out.stderr);
+
+    let out = corium(&["serve", "--bind", "127.0.0.1:0", "--fresh", "/no-such-path"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("--fresh /no-such-path"), "{out:?}");
+}
+
+/// `corium serve --workers N` (SO_REUSEPORT shards, issue 8) serves as usual, and
+/// names its address once; bad values of the new `serve`/`bench` flags are usage errors.
+#[test]
+fn serve_workers_and_bench_peers_arguments() {
+    let server = Server::start_with(&["--workers", "2"]);
+    let out = corium(&["get", &server.uri("/test")]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    for bad in [
+        &["serve", "--workers", "0"][..],
+        &["serve", "--workers", "x"],
+        &["bench", "coap://127.0.0.1:9/x", "--peers", "0"],
+        &["bench", "coap://127.0.0.1:9/x", "--interval", "1"],
+        &[
+            "bench",
+            "coap://127.0.0.1:9/x",
+            "--peers",
+            "1",
+            "--interval",
+            "0",
+        ],
+        &["bench", "coap://127.0.0.1:9/x", "--peers", "1", "--non"],
+        &["bench", "coap://127.0.0.1:9/x", "--local-ip", "127.0.0.2"],
+    ] {
+        let out = corium(bad);
+        assert_eq!(out.code(), 2, "{bad:?}: {out:?}");
+    }
+}

@@ -408,3 +408,98 @@ fn corium_client_openssl_server_certificate() {
         .assert_stdout_contains("This is a test server made with libcoap");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `corium serve --dtls-max-sessions 1` (RFC 7925 §11 asks servers to bound their
+/// sessions): while one idle session holds the only slot, a second client's handshake is
+/// refused (its ClientHello dropped, so `corium get` gives up); once that session ends
+/// with close_notify, the same request gets through. Bad limit values and limits
+/// without DTLS credentials are one-line usage errors.
+#[test]
+fn dtls_session_limit_from_the_command_line() {
+    let psk = format!("{IDENTITY}:{KEY}");
+    let server = CoriumDtlsServer::start_with(&["--psk", &psk, "--dtls-max-sessions", "1"]);
+    let uri = server.uri("/test");
+    // `common::corium` adds `--timeout 10`; the refused request should give up sooner.
+    let get = || {
+        let mut cmd = Command::new(corium_bin());
+        cmd.args(["get", &uri, "--psk-identity", IDENTITY, "--psk-key", KEY])
+            .args(["--timeout", "2"])
+            .env_remove("RUST_LOG");
+        common::run(&mut cmd, Duration::from_secs(30))
+    };
+
+    // One session, held idle for 15 s (the refused request below gives up after 2 s),
+    // then closed with close_notify.
+    let mut holder = Command::new(corium_bin())
+        .args([
+            "bench",
+            &uri,
+            "--psk-identity",
+            IDENTITY,
+            "--psk-key",
+            KEY,
+            "--idle-sessions",
+            "1",
+            "--window",
+            "1",
+            "--duration",
+            "15",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn corium bench");
+    let mut lines = BufReader::new(holder.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok);
+    let established = lines.by_ref().find(|l| l.starts_with("ESTABLISHED "));
+    assert_eq!(
+        established.as_deref(),
+        Some("ESTABLISHED n=1 failed=0"),
+        "the first session gets the only slot"
+    );
+
+    let refused = get();
+    assert_ne!(refused.code(), Some(0), "{}", refused.describe());
+    assert!(
+        !refused.stdout.contains(TEST_BODY),
+        "no answer beyond the session limit: {}",
+        refused.describe()
+    );
+
+    let result = lines.find(|l| l.starts_with("RESULT "));
+    let _ = holder.wait();
+    assert_eq!(result.as_deref(), Some("RESULT sessions=1 failed=0"));
+    get().assert_success().assert_stdout_contains(TEST_BODY);
+    drop(server);
+
+    for args in [
+        &["serve", "--bind", "127.0.0.1:0", "--dtls-max-sessions", "0"][..],
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--dtls-idle-timeout",
+            "soon",
+        ],
+        &["serve", "--bind", "127.0.0.1:0", "--dtls-max-sessions", "5"],
+    ] {
+        let out = common::run(
+            Command::new(corium_bin()).args(args).stdin(Stdio::null()),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.describe());
+        assert_eq!(
+            out.stderr.lines().count(),
+            1,
+            "{args:?}: {}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains("--dtls-"),
+            "{args:?}: {}",
+            out.describe()
+        );
+    }
+}

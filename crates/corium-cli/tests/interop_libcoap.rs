@@ -631,3 +631,25 @@ fn libcoap_client_small_blocks_both_ways() {
         get.describe()
     );
 }
+
+/// RFC 9175 §2.4 item 1 with `corium serve --fresh`: libcoap's PUT without Echo is not
+/// run but answered 4.01 with an Echo value; libcoap repeats it with the value (§2.3)
+/// and that one runs, as the GET afterwards shows.
+#[test]
+fn libcoap_client_put_answers_the_freshness_echo() {
+    let server = CoriumServer::start_with(&["--fresh", "/large-update"]);
+    let uri = server.uri("/large-update");
+    // (-v 7: at -v 6 libcoap logs only the first request and the final response.)
+    let put = coap_client(&["-m", "put", "-e", "fresh-put", "-v", "7", &uri]);
+    let challenge = put.assert_libcoap_trace(&["t:ACK", "c:4.01", "Echo:"]);
+    let retry = put.assert_libcoap_trace(&["t:CON", "c:PUT", "Echo:"]);
+    let done = put.assert_libcoap_trace(&["t:ACK", "c:2.04"]);
+    assert!(challenge < retry && retry < done, "{}", put.describe());
+    let get = coap_client(&[&uri]);
+    assert_eq!(
+        get.libcoap_payload().trim_end_matches('\n'),
+        "fresh-put",
+        "{}",
+        get.describe()
+    );
+}

@@ -451,3 +451,69 @@ fn aiocoap_server_restart_echo_with_corium() {
     }
     let _ = std::fs::remove_dir_all(&side.dir);
 }
+
+/// RFC 9175 §2.4 item 1 under OSCORE with aiocoap as the client: `corium serve --fresh`
+/// answers aiocoap's protected PUT with a protected 4.01 carrying an inner Echo value;
+/// aiocoap repeats the request with it (a second protected request), which runs, as the
+/// GET afterwards shows.
+#[test]
+fn aiocoap_put_answers_the_freshness_echo_under_oscore() {
+    let dir = scratch("fresh");
+    let server_toml = dir.join("server.toml");
+    corium_credentials(&server_toml, &["/large-update"], "01", "", SECRET);
+    let (process, addr) = retry(|| {
+        let mut cmd = Command::new(corium_bin());
+        cmd.args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "-v",
+            "--fresh",
+            "/large-update",
+        ])
+        .arg("--credentials")
+        .arg(&server_toml)
+        .env_remove("RUST_LOG");
+        const PREFIX: &str = "corium serving coap on ";
+        let (process, line) = ReadyProcess::spawn(cmd, server_toml.with_extension("log"), |l| {
+            l.starts_with(PREFIX)
+        })?;
+        let addr: SocketAddr = line[PREFIX.len()..]
+            .split(", ")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .ok_or_else(|| format!("no address in {line:?}"))?;
+        Ok((process, addr))
+    });
+    let client_json = dir.join("client.json");
+    aiocoap_credentials(
+        &client_json,
+        &format!("coap://{addr}/*"),
+        &dir.join("aiocoap-client-ctx"),
+        "",
+        "01",
+    );
+    let uri = format!("coap://{addr}/large-update");
+    let json = s(&client_json);
+    aiocoap_client_run(&[
+        "--credentials",
+        &json,
+        "-m",
+        "PUT",
+        "--payload",
+        "fresh-aio",
+        &uri,
+    ])
+    .assert_success();
+    // The -v dissection shows the outer messages: the PUT took two protected requests.
+    let log = process.log();
+    let requests = log
+        .lines()
+        .filter(|l| l.contains("POST") && l.contains("OSCORE") && !l.contains("2.04"))
+        .count();
+    assert!(requests >= 2, "one challenged, one repeated:\n{log}");
+    let out = aiocoap_client_run(&["--credentials", &json, &uri]);
+    out.assert_success();
+    assert_eq!(out.stdout.trim_end(), "fresh-aio", "{}", out.describe());
+    let _ = std::fs::remove_dir_all(&dir);
+}

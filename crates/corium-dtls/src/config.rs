@@ -62,6 +62,10 @@ pub struct DtlsConfig {
     /// handshook within the last second, handshakes from new addresses are dropped.
     /// Default 16 384.
     pub max_rate_limited_addrs: usize,
+    /// Which engine [`DtlsEndpoint::new`](crate::DtlsEndpoint::new) runs sessions on.
+    /// Default [`EngineChoice::NativePsk`](crate::EngineChoice::NativePsk): the native
+    /// engine for PSK-only servers and PSK clients, dimpl for certificates.
+    pub engine: crate::native::EngineChoice,
 }
 
 impl Default for DtlsConfig {
@@ -80,6 +84,7 @@ impl Default for DtlsConfig {
             max_recent_handshakes: 65_536,
             max_handshakes_per_addr: 32,
             max_rate_limited_addrs: 16_384,
+            engine: crate::native::EngineChoice::default(),
         }
     }
 }

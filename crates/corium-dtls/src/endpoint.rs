@@ -10,11 +10,11 @@ use corium_proto::rand_core::RngCore;
 use corium_proto::Instant;
 
 use crate::config::{ClientConfig, DtlsConfig, ServerConfig};
-use crate::dimpl_engine::DimplEngine;
 use crate::engine::{
     Accept, DropReason, DtlsEngine, EngineSession, PeerIdentity, Role, SessionOutput,
 };
 use crate::error::{CloseReason, ConfigError, ConnectError, SendError, UnknownSession};
+use crate::native::SelectEngine;
 use crate::rate::{HandshakeRate, RateKey};
 use crate::record::{self, ClientHello};
 
@@ -138,7 +138,7 @@ struct Entry<S> {
 /// Between this and a `corium_proto::Endpoint<SessionId>`: feed each
 /// [`Event::ApplicationData`] to the CoAP endpoint with the session as the peer, and give
 /// each CoAP transmit for a session to [`send`](Self::send).
-pub struct DtlsEndpoint<E: DtlsEngine = DimplEngine> {
+pub struct DtlsEndpoint<E: DtlsEngine = SelectEngine> {
     config: DtlsConfig,
     engine: E,
     sessions: HashMap<SessionId, Box<Entry<E::Session>>>,
@@ -164,15 +164,15 @@ impl<E: DtlsEngine> fmt::Debug for DtlsEndpoint<E> {
     }
 }
 
-impl DtlsEndpoint<DimplEngine> {
-    /// An endpoint with the [`DimplEngine`]: a server if `server` is given, a client
-    /// always. `rng` supplies the cookie secret.
+impl DtlsEndpoint<SelectEngine> {
+    /// An endpoint with the engine [`DtlsConfig::engine`] picks ([`SelectEngine`]): a
+    /// server if `server` is given, a client always. `rng` supplies the cookie secret.
     pub fn new(
         config: DtlsConfig,
         server: Option<ServerConfig>,
         rng: &mut dyn RngCore,
     ) -> Result<Self, ConfigError> {
-        let engine = DimplEngine::new(&config, server, rng)?;
+        let engine = SelectEngine::new(&config, server, rng)?;
         Ok(Self::with_engine(config, engine))
     }
 }

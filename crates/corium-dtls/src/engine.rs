@@ -3,10 +3,11 @@
 //! The endpoint owns the address → session table, limits, timers and events; an engine owns
 //! the cryptography. An engine answers first datagrams statelessly ([`DtlsEngine::accept`])
 //! and runs one sans-IO state machine per session ([`EngineSession`]): datagrams and time
-//! in, records, timers and events out. [`DimplEngine`](crate::DimplEngine) is the engine
-//! this crate ships; a second one (e.g. with Connection ID or raw public keys) implements
-//! these two traits and plugs in with
-//! [`DtlsEndpoint::with_engine`](crate::DtlsEndpoint::with_engine).
+//! in, records, timers and events out. This crate ships two:
+//! [`DimplEngine`](crate::DimplEngine) (PSK and certificates) and
+//! [`NativePskEngine`](crate::NativePskEngine) (PSK only, small sessions), combined by
+//! [`SelectEngine`](crate::SelectEngine); another one implements these two traits and
+//! plugs in with [`DtlsEndpoint::with_engine`](crate::DtlsEndpoint::with_engine).
 
 use std::net::SocketAddr;
 

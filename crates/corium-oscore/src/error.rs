@@ -66,8 +66,8 @@ pub enum ProtectError {
     /// The message already carries an OSCORE option; nested OSCORE is not supported
     /// (§4.1.3.7).
     NestedOscore,
-    /// The request carries Proxy-Uri, which would have to be decomposed first
-    /// (§4.1.3.3); not implemented.
+    /// The request's Proxy-Uri cannot be decomposed (§4.1.3.3): it is not an absolute
+    /// URI with an authority, has a fragment, or comes with Uri-Path or Uri-Query.
     ProxyUriUnsupported,
     /// The Sender Sequence Number passed 2^40 - 1: the context must not protect any more
     /// messages and needs replacing (§7.2.1).
@@ -93,7 +93,7 @@ impl fmt::Display for ProtectError {
         f.write_str(match self {
             ProtectError::InvalidCode => "code not valid for this message kind",
             ProtectError::NestedOscore => "message already has an OSCORE option",
-            ProtectError::ProxyUriUnsupported => "Proxy-Uri is not supported with OSCORE",
+            ProtectError::ProxyUriUnsupported => "Proxy-Uri cannot be decomposed for OSCORE",
             ProtectError::SequenceNumberExhausted => "sender sequence number exhausted",
             ProtectError::Persist(_) => "could not persist the sender sequence number",
             ProtectError::NonceReuse => "request nonce already used by a response",

@@ -96,8 +96,6 @@
 //!
 //! # Not implemented
 //!
-//! - Proxy-Uri decomposition (§4.1.3.3): a request with Proxy-Uri is refused with
-//!   [`ProtectError::ProxyUriUnsupported`]; use Proxy-Scheme, Uri-Host and Uri-Port.
 //! - The state machine of Appendix B.2 is the application's: generating and caching R2
 //!   (or the HMAC construction of B.2.1), recognising request #2 by its R2 prefix, and
 //!   replacing the old context; this crate provides the building blocks listed above.

@@ -314,9 +314,15 @@ impl SecurityContext {
         if request.options.contains(OptionNumber::OSCORE) {
             return Err(ProtectError::NestedOscore);
         }
-        if request.options.contains(OptionNumber::PROXY_URI) {
-            return Err(ProtectError::ProxyUriUnsupported);
-        }
+        // §4.1.3.3: Proxy-Uri is decomposed; its path and query are protected.
+        let decomposed;
+        let request = match request.options.get(OptionNumber::PROXY_URI) {
+            Some(uri) => {
+                decomposed = decompose_proxy_uri(request, uri)?;
+                &decomposed
+            }
+            None => request,
+        };
         let observe = request.options.get(OptionNumber::OBSERVE);
         let mode = self.blockwise;
         let inner = request
@@ -440,6 +446,10 @@ impl SecurityContext {
                 observe = Some(corium_proto::wire::decode_uint(v));
             }
             options.push(n, v);
+        }
+        if options.contains(OptionNumber::PROXY_URI) {
+            // §4.1.3.3: the client split Proxy-Uri; the original one is composed again.
+            options = compose_proxy_uri(options);
         }
         let request = Request {
             method: code,
@@ -737,4 +747,116 @@ impl SecurityContext {
             && binding.request_kid == *own_kid
             && binding.id_context == self.id_context
     }
+}
+
+/// RFC 8613 §4.1.3.3 with RFC 7252 §6.4: `request` with its Proxy-Uri `uri` split. The
+/// path becomes Uri-Path options and the query Uri-Query options (Class E, protected);
+/// Proxy-Uri keeps the scheme and authority only (`coap://example.com`, the
+/// composition of Proxy-Scheme, Uri-Host and Uri-Port of RFC 7252 §6.5), an Outer
+/// option. Any scheme is accepted (a CoAP-to-HTTP proxy's target, say); a value that is
+/// not an absolute URI with an authority, or that has a fragment, is refused with
+/// [`ProtectError::ProxyUriUnsupported`].
+fn decompose_proxy_uri(request: &Request, uri: &[u8]) -> Result<Request, ProtectError> {
+    let bad = ProtectError::ProxyUriUnsupported;
+    let uri = core::str::from_utf8(uri).map_err(|_| bad)?;
+    if uri.contains('#')
+        || request.options.contains(OptionNumber::URI_PATH)
+        || request.options.contains(OptionNumber::URI_QUERY)
+    {
+        return Err(bad);
+    }
+    let sep = uri.find("://").ok_or(bad)?;
+    let scheme = &uri[..sep];
+    if scheme.is_empty()
+        || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(bad);
+    }
+    let after = sep + 3;
+    let end = uri[after..]
+        .find(['/', '?'])
+        .map_or(uri.len(), |i| after + i);
+    if end == after {
+        return Err(bad); // No host.
+    }
+    let (path, query) = match uri[end..].split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (&uri[end..], None),
+    };
+    let mut options = Options::new();
+    for (n, v) in request.options.iter() {
+        if n != OptionNumber::PROXY_URI {
+            options.push(n, v);
+        }
+    }
+    options.push(OptionNumber::PROXY_URI, &uri.as_bytes()[..end]);
+    // RFC 7252 §6.4 step 8: "/" or empty means no Uri-Path; otherwise every segment.
+    if !path.is_empty() && path != "/" {
+        for segment in path[1..].split('/') {
+            let value: Vec<u8> = corium_proto::wire::percent_decode(segment).collect();
+            options.push(OptionNumber::URI_PATH, value);
+        }
+    }
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        for arg in query.split('&') {
+            let value: Vec<u8> = corium_proto::wire::percent_decode(arg).collect();
+            options.push(OptionNumber::URI_QUERY, value);
+        }
+    }
+    Ok(Request {
+        method: request.method,
+        options,
+        payload: request.payload.clone(),
+    })
+}
+
+/// The inverse of [`decompose_proxy_uri`] on the receiving side: Proxy-Uri (scheme and
+/// authority) with the decrypted Uri-Path and Uri-Query appended, percent-encoded, as
+/// the client's original Proxy-Uri (RFC 8613 §4.1.3.3, RFC 7252 §6.5).
+fn compose_proxy_uri(options: Options) -> Options {
+    use core::fmt::Write as _;
+    use corium_proto::wire::{PercentEncoded, UriComponent};
+    let Some(base) = options
+        .get(OptionNumber::PROXY_URI)
+        .and_then(|v| core::str::from_utf8(v).ok())
+    else {
+        return options;
+    };
+    let mut uri = alloc::string::String::from(base);
+    for segment in options.get_all(OptionNumber::URI_PATH) {
+        uri.push('/');
+        let _ = write!(
+            uri,
+            "{}",
+            PercentEncoded {
+                bytes: segment,
+                component: UriComponent::PathSegment,
+            }
+        );
+    }
+    for (i, arg) in options.get_all(OptionNumber::URI_QUERY).enumerate() {
+        uri.push(if i == 0 { '?' } else { '&' });
+        let _ = write!(
+            uri,
+            "{}",
+            PercentEncoded {
+                bytes: arg,
+                component: UriComponent::QueryArg,
+            }
+        );
+    }
+    let mut out = Options::new();
+    for (n, v) in options.iter() {
+        if !matches!(
+            n,
+            OptionNumber::PROXY_URI | OptionNumber::URI_PATH | OptionNumber::URI_QUERY
+        ) {
+            out.push(n, v);
+        }
+    }
+    out.push(OptionNumber::PROXY_URI, uri.into_bytes());
+    out
 }

@@ -17,6 +17,13 @@
 //! address whose traffic it does not see, and a value made for one address does not
 //! verify another. Only the verified addresses are kept, in a bounded table.
 //!
+//! Requests to a multicast group are limited the same way (RFC 7252 §11.3: a spoofed
+//! group request makes every member answer the victim): a response too large is cut
+//! to its first block with an Echo value, which the client's unicast requests for the
+//! other blocks carry back (RFC 7959 §2.8); one that cannot be cut is dropped, since the
+//! 4.01 challenge is an error response and error responses to group requests are not
+//! sent (RFC 7252 §8.2).
+//!
 //! The bytes counted are those of the CoAP messages; the comparison adds the lower-layer
 //! headers RFC 9175 §2.4 assumes (Ethernet, IPv6, UDP: 62 bytes) to both sides, which is
 //! how it arrives at its safe default of 136 bytes for an answer to a 4-byte request.
@@ -98,31 +105,21 @@ impl Hasher for MacHasher {
     }
 }
 
-/// The verified addresses and the key of the Echo values (one per endpoint).
-pub(crate) struct AddressValidation<P> {
-    limit: AmplificationLimit,
+/// The key of an endpoint's Echo values and the stateless values it makes (RFC 9175
+/// Appendix A item 2: an integrity-protected timestamp bound to the peer). One key per
+/// endpoint serves both the amplification limit (§2.4 item 3) and request freshness
+/// (§2.4 item 1): a value made for either proves the peer's address, and its age tells
+/// how fresh a request that carries it is.
+pub(crate) struct EchoKey {
     key: [u8; 32],
-    /// Peer → when its verification runs out.
-    verified: HashMap<P, Instant>,
-    /// The same entries in the order they were made, for expiry and eviction.
-    order: VecDeque<(P, Instant)>,
 }
 
-impl<P: Clone + Eq + Hash> AddressValidation<P> {
-    pub(crate) fn new(limit: AmplificationLimit, key: [u8; 32]) -> Self {
-        AddressValidation {
-            limit,
-            key,
-            verified: HashMap::new(),
-            order: VecDeque::new(),
-        }
+impl EchoKey {
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        EchoKey { key }
     }
 
-    pub(crate) fn limit(&self) -> &AmplificationLimit {
-        &self.limit
-    }
-
-    fn mac(&self, stamp: [u8; 4], peer: &P) -> [u8; MAC_LEN] {
+    fn mac<P: Hash>(&self, stamp: [u8; 4], peer: &P) -> [u8; MAC_LEN] {
         let mut h = MacHasher(
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
                 .expect("HMAC takes keys of any length"),
@@ -137,7 +134,7 @@ impl<P: Clone + Eq + Hash> AddressValidation<P> {
     }
 
     /// A fresh Echo value for `peer` (RFC 9175 Appendix A item 2).
-    pub(crate) fn make_echo(&self, now: Instant, peer: &P) -> [u8; ECHO_LEN] {
+    pub(crate) fn make<P: Hash>(&self, now: Instant, peer: &P) -> [u8; ECHO_LEN] {
         let secs = u32::try_from(now.as_nanos() / 1_000_000_000).unwrap_or(u32::MAX);
         let stamp = secs.to_be_bytes();
         let mut out = [0u8; ECHO_LEN];
@@ -147,11 +144,12 @@ impl<P: Clone + Eq + Hash> AddressValidation<P> {
         out
     }
 
-    /// Whether `value` is an Echo value this endpoint made for `peer` within
-    /// `echo_lifetime`. The MAC is compared in constant time.
-    pub(crate) fn echo_is_valid(&self, now: Instant, peer: &P, value: &[u8]) -> bool {
+    /// How long ago `value` was made for `peer` (whole seconds), or `None` when it is
+    /// not a value this key made for `peer` (or claims to be from the future). The MAC
+    /// is compared in constant time.
+    pub(crate) fn age<P: Hash>(&self, now: Instant, peer: &P, value: &[u8]) -> Option<Duration> {
         if value.len() != ECHO_LEN || value[0] != ECHO_VERSION {
-            return false;
+            return None;
         }
         let stamp = [value[1], value[2], value[3], value[4]];
         let expected = self.mac(stamp, peer);
@@ -160,11 +158,54 @@ impl<P: Clone + Eq + Hash> AddressValidation<P> {
             .zip(&value[5..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff != 0 {
-            return false;
+            return None;
         }
         let made = u64::from(u32::from_be_bytes(stamp));
         let now_secs = now.as_nanos() / 1_000_000_000;
-        now_secs >= made && now_secs - made <= self.limit.echo_lifetime.as_secs()
+        now_secs.checked_sub(made).map(Duration::from_secs)
+    }
+}
+
+/// The verified addresses and the key of the Echo values (one per endpoint).
+pub(crate) struct AddressValidation<P> {
+    limit: AmplificationLimit,
+    key: EchoKey,
+    /// Peer → when its verification runs out.
+    verified: HashMap<P, Instant>,
+    /// The same entries in the order they were made, for expiry and eviction.
+    order: VecDeque<(P, Instant)>,
+}
+
+impl<P: Clone + Eq + Hash> AddressValidation<P> {
+    pub(crate) fn new(limit: AmplificationLimit, key: [u8; 32]) -> Self {
+        AddressValidation {
+            limit,
+            key: EchoKey::new(key),
+            verified: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> &AmplificationLimit {
+        &self.limit
+    }
+
+    /// The key the Echo values are made with.
+    pub(crate) fn key(&self) -> &EchoKey {
+        &self.key
+    }
+
+    /// A fresh Echo value for `peer` (RFC 9175 Appendix A item 2).
+    pub(crate) fn make_echo(&self, now: Instant, peer: &P) -> [u8; ECHO_LEN] {
+        self.key.make(now, peer)
+    }
+
+    /// Whether `value` is an Echo value this endpoint made for `peer` within
+    /// `echo_lifetime`.
+    pub(crate) fn echo_is_valid(&self, now: Instant, peer: &P, value: &[u8]) -> bool {
+        self.key
+            .age(now, peer, value)
+            .is_some_and(|age| age.as_secs() <= self.limit.echo_lifetime.as_secs())
     }
 
     /// Whether `peer` echoed a value recently enough.
@@ -285,5 +326,17 @@ mod tests {
         }
         assert!(v.order.len() <= 6);
         assert!(v.is_verified(at(3700), &5));
+    }
+
+    #[test]
+    fn echo_age_is_measured_from_the_value_for_freshness() {
+        // RFC 9175 §2.4 item 1: the age of an echoed value bounds the request's age.
+        let key = EchoKey::new([3; 32]);
+        let echo = key.make(at(50), &7u32);
+        assert_eq!(key.age(at(50), &7u32, &echo), Some(Duration::ZERO));
+        assert_eq!(key.age(at(65), &7u32, &echo), Some(Duration::from_secs(15)));
+        assert_eq!(key.age(at(49), &7u32, &echo), None, "from the future");
+        assert_eq!(key.age(at(60), &8u32, &echo), None, "other peer");
+        assert_eq!(key.age(at(60), &7u32, b"1234"), None, "not ours");
     }
 }

@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use corium_wire::{
     stream_header_len, token_header_extra_len, Code, Framing, Message, MessageType, MessageWriter,
     OptionIter, OptionNumber, StreamMessage,
@@ -133,6 +133,41 @@ pub(crate) fn encode(
     debug_assert_eq!(written, Some(len));
     buf.truncate(written.unwrap_or(0));
     Bytes::from(buf)
+}
+
+/// Bytes the endpoint's output arena ([`encode_transient`]) takes at a time.
+pub(crate) const ARENA_SIZE: usize = 16 * 1024;
+
+/// [`encode`] for a message that is only transmitted, not kept (a piggybacked or NON
+/// response, whose copy for duplicates the deduplication cache makes itself): a
+/// datagram is written into `arena` and split off it, so the allocation is shared by
+/// many datagrams and reclaimed once they are all sent and dropped, instead of one
+/// allocation per datagram. Stream messages are encoded as by [`encode`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_transient(
+    arena: &mut BytesMut,
+    framing: Option<Framing>,
+    ty: MessageType,
+    code: Code,
+    message_id: u16,
+    token: &[u8],
+    options: &Options,
+    payload: &[u8],
+) -> Bytes {
+    if framing.is_some() {
+        return encode(framing, ty, code, message_id, token, options, payload);
+    }
+    let len = datagram_len(token, options, payload);
+    arena.clear();
+    if arena.capacity() < len {
+        // Reclaims the arena when every datagram split off it is gone; else a new one.
+        arena.reserve(len.max(ARENA_SIZE));
+    }
+    arena.resize(len, 0);
+    let written = write(arena, ty, code, message_id, token, options, payload);
+    debug_assert_eq!(written, Some(len));
+    arena.truncate(written.unwrap_or(0));
+    arena.split().freeze()
 }
 
 fn encode_stream(

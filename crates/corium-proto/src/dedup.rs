@@ -77,10 +77,15 @@ impl Stored {
                 (s, None)
             }
             DedupState::Seen => (Stored::of_kind(SEEN), None),
-            DedupState::Answered(wire) => match s_inline(&wire) {
-                Some(s) => (s, None),
-                None => (Stored::of_kind(LONG), Some(Box::from(&wire[..]))),
-            },
+            DedupState::Answered(wire) => Stored::answer(&wire),
+        }
+    }
+
+    /// The stored form of an answer; a long one is handed back to keep elsewhere.
+    fn answer(wire: &[u8]) -> (Stored, Option<Box<[u8]>>) {
+        match s_inline(wire) {
+            Some(s) => (s, None),
+            None => (Stored::of_kind(LONG), Some(Box::from(wire))),
         }
     }
 
@@ -212,6 +217,30 @@ impl<P: Clone + Eq + Hash> DedupCache<P> {
         expires: Instant,
         confirmable: bool,
     ) {
+        self.insert_stored(peer, message_id, Stored::of(state), expires, confirmable);
+    }
+
+    /// [`insert`](Self::insert) with `DedupState::Answered(wire)`, copying `wire` (no
+    /// allocation for a short answer).
+    pub(crate) fn insert_answer(
+        &mut self,
+        peer: P,
+        message_id: u16,
+        wire: &[u8],
+        expires: Instant,
+        confirmable: bool,
+    ) {
+        self.insert_stored(peer, message_id, Stored::answer(wire), expires, confirmable);
+    }
+
+    fn insert_stored(
+        &mut self,
+        peer: P,
+        message_id: u16,
+        (stored, long): (Stored, Option<Box<[u8]>>),
+        expires: Instant,
+        confirmable: bool,
+    ) {
         while self.fifos[0].entries.len() + self.fifos[1].entries.len() >= self.capacity {
             if !self.evict_oldest() {
                 break;
@@ -228,7 +257,6 @@ impl<P: Clone + Eq + Hash> DedupCache<P> {
         let fifo = &mut self.fifos[which];
         let pos = (fifo.head.wrapping_add(fifo.entries.len() as u32) & POS_MASK)
             | if confirmable { 0 } else { NON_BIT };
-        let (stored, long) = Stored::of(state);
         fifo.entries.push_back(Entry {
             peer,
             expires,
@@ -255,6 +283,23 @@ impl<P: Clone + Eq + Hash> DedupCache<P> {
             let (stored, long) = Stored::of(state);
             self.set(pos, stored, long);
         }
+    }
+
+    /// [`update`](Self::update) to `DedupState::Answered(wire)`, copying `wire` (no
+    /// allocation for a short answer).
+    pub(crate) fn update_answer(&mut self, peer: &P, message_id: u16, wire: &[u8]) {
+        if let Some(pos) = self.find(peer, message_id) {
+            let (stored, long) = Stored::answer(wire);
+            self.set(pos, stored, long);
+        }
+    }
+
+    /// Whether the message is remembered as [`DedupState::Pending`] (without copying an
+    /// answer out, as [`get`](Self::get) would).
+    pub(crate) fn is_pending(&self, peer: &P, message_id: u16) -> bool {
+        self.find(peer, message_id)
+            .and_then(|pos| entry_at(&self.fifos, pos))
+            .is_some_and(|e| e.state.kind == PENDING)
     }
 
     /// Sets the state of the entry at `pos`, keeping `long_answers` in step.

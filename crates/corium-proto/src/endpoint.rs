@@ -21,7 +21,7 @@ use corium_wire::{
 use hashbrown::HashMap;
 use rand_core::RngCore;
 
-use crate::amplification::{AddressValidation, ECHO_LEN};
+use crate::amplification::{AddressValidation, EchoKey, ECHO_LEN};
 use crate::block1::{Block1Limits, Block1Outcome, Block1Table};
 use crate::blockwise::{self, BlockLimit, Cut};
 use crate::codec::{self, Inbound};
@@ -297,7 +297,7 @@ struct IncomingExchange<P> {
     block1: Option<BlockValue>,
     /// For unsafe methods: the key under which a large response is kept for its later
     /// blocks (RFC 7959 §2.7, `response_cache`).
-    cache_key: Option<Vec<u8>>,
+    cache_key: Option<response_cache::RequestKey>,
     /// The request carried Size2 (0): the client asks for the representation's size
     /// (RFC 7959 §4).
     size2: bool,
@@ -316,6 +316,17 @@ struct PeerState {
     queue: VecDeque<u64>,
     incoming: usize,
     last_active: Instant,
+}
+
+impl PeerState {
+    /// Nothing in flight either way, and no message ID ever allocated: the state holds
+    /// nothing a fresh one would not.
+    fn is_blank(&self) -> bool {
+        self.incoming == 0
+            && self.outstanding == 0
+            && self.queue.is_empty()
+            && self.message_ids.last_used().is_none()
+    }
 }
 
 /// The CoAP endpoint state machine. See the module documentation for the calling order.
@@ -341,12 +352,19 @@ pub struct Endpoint<P: Peer> {
     framing: Option<Framing>,
     /// Amplification mitigation: verified addresses and the Echo key (RFC 9175 §2.4).
     validation: Option<AddressValidation<P>>,
+    /// The Echo key for request freshness (RFC 9175 §2.4 item 1) of an endpoint without
+    /// an amplification limit (which has its own), made on first use.
+    freshness_key: Option<EchoKey>,
     /// Per-connection state of a reliable transport (the peer's CSM).
     connections: HashMap<P, Connection>,
     /// The connections by the number their keep-alive timer names.
     connection_ids: HashMap<u64, P>,
     /// Connections the runtime is to close once the transmits queued before are sent.
     closes: VecDeque<P>,
+    /// Where transient datagrams (piggybacked and NON responses) are encoded: one
+    /// allocation shared by many of them, reclaimed once they are sent (issue 8, no
+    /// allocation per request on the plain GET path).
+    out: bytes::BytesMut,
 }
 
 impl<P: Peer> fmt::Debug for Endpoint<P> {
@@ -481,9 +499,11 @@ impl<P: Peer> Endpoint<P> {
             observations: Observations::new(),
             framing,
             validation,
+            freshness_key: None,
             connections: HashMap::new(),
             connection_ids: HashMap::new(),
             closes: VecDeque::new(),
+            out: bytes::BytesMut::new(),
         }
     }
 
@@ -713,11 +733,12 @@ impl<P: Peer> Endpoint<P> {
         if self.peer_state(now, &peer).is_none() {
             return; // Peer table full of busy peers: drop, as under overload.
         }
-        let budget = if multicast {
-            None // Not limited yet: see the `AmplificationLimit` docs.
-        } else {
-            self.amplification_budget(now, &peer, msg)
-        };
+        // RFC 9175 §2.4 item 3 and RFC 7252 §11.3: a group request is limited too (a
+        // spoofed one is the worst amplifier, every member answers it); a response too
+        // large goes out as its first block with an Echo value (RFC 7959 §2.8: the
+        // client fetches the rest by unicast), and the 4.01 that replaces one that cannot
+        // be cut is an error response, not sent to a group request (§8.2).
+        let budget = self.amplification_budget(now, &peer, msg);
 
         let mut request = Request {
             method: msg.code(),
@@ -732,7 +753,7 @@ impl<P: Peer> Endpoint<P> {
             .option(OptionNumber::BLOCK2)
             .and_then(BlockValue::decode);
         let unsafe_method = response_cache::is_unsafe_method(request.method);
-        let cache_key = response_cache::request_key(
+        let cache_key = response_cache::request_key_inline(
             request.method,
             &request.options,
             response_cache::NOT_PART_OF_THE_KEY,
@@ -744,7 +765,10 @@ impl<P: Peer> Endpoint<P> {
                 if let Some(budget) = budget {
                     // Blocks within the amplification limit, with an Echo value the
                     // client can verify its address with (RFC 9175 §2.4 item 3).
-                    if let Some(options) = self.response_cache.kept_options(&peer, &cache_key) {
+                    if let Some(options) = self
+                        .response_cache
+                        .kept_options(&peer, cache_key.as_slice())
+                    {
                         let szx = szx_within(&token, options, budget);
                         if szx < limit.max_szx || limit.bert_units > 0 {
                             limit = BlockLimit::plain(szx);
@@ -752,9 +776,9 @@ impl<P: Peer> Endpoint<P> {
                         }
                     }
                 }
-                let kept = self
-                    .response_cache
-                    .serve_block(now, &peer, &cache_key, b2, limit);
+                let kept =
+                    self.response_cache
+                        .serve_block(now, &peer, cache_key.as_slice(), b2, limit);
                 let response = match kept {
                     Some(Ok(mut block)) => {
                         if let Some(echo) = echo {
@@ -941,7 +965,8 @@ impl<P: Peer> Endpoint<P> {
         lifetime: Duration,
     ) {
         if confirmable {
-            let wire = codec::encode(
+            let wire = codec::encode_transient(
+                &mut self.out,
                 self.framing,
                 MessageType::Acknowledgement,
                 response.code,
@@ -969,13 +994,8 @@ impl<P: Peer> Endpoint<P> {
         wire: Bytes,
         lifetime: Duration,
     ) {
-        self.dedup.insert(
-            peer.clone(),
-            mid,
-            DedupState::Answered(wire.clone()),
-            now + lifetime,
-            true,
-        );
+        self.dedup
+            .insert_answer(peer.clone(), mid, &wire, now + lifetime, true);
         self.arm_dedup_timer(now);
         self.transmits.push_back(Transmit {
             peer,
@@ -987,7 +1007,8 @@ impl<P: Peer> Endpoint<P> {
         let Some(mid) = self.allocate_message_id(now, &peer) else {
             return;
         };
-        let wire = codec::encode(
+        let wire = codec::encode_transient(
+            &mut self.out,
             self.framing,
             MessageType::NonConfirmable,
             response.code,
@@ -1160,7 +1181,8 @@ impl<P: Peer> Endpoint<P> {
         }
         if let (Some(whole), Some(k)) = (kept, cache_key) {
             if whole.code.is_success() {
-                self.response_cache.insert(now, peer.clone(), k, whole);
+                self.response_cache
+                    .insert(now, peer.clone(), k.into_vec(), whole);
             }
         }
         if let Some(block) = block1 {
@@ -1216,7 +1238,8 @@ impl<P: Peer> Endpoint<P> {
         if !ex.acked {
             // Piggybacked (RFC 7252 §5.2.1).
             let mid = ex.message_id;
-            let wire = codec::encode(
+            let wire = codec::encode_transient(
+                &mut self.out,
                 self.framing,
                 MessageType::Acknowledgement,
                 response.code,
@@ -1225,8 +1248,7 @@ impl<P: Peer> Endpoint<P> {
                 &response.options,
                 &response.payload,
             );
-            self.dedup
-                .update(&peer, mid, DedupState::Answered(wire.clone()));
+            self.dedup.update_answer(&peer, mid, &wire);
             self.transmits.push_back(Transmit {
                 peer,
                 payload: wire,
@@ -1357,6 +1379,44 @@ impl<P: Peer> Endpoint<P> {
         self.respond(now, id, challenge)
     }
 
+    /// The key of this endpoint's Echo values: the amplification limit's, else one drawn
+    /// on first use.
+    fn echo_key(&mut self) -> &EchoKey {
+        if let Some(v) = &self.validation {
+            return v.key();
+        }
+        let rng = &mut self.rng;
+        self.freshness_key.get_or_insert_with(|| {
+            let mut key = [0u8; 32];
+            rng.fill_bytes(&mut key);
+            EchoKey::new(key)
+        })
+    }
+
+    /// A new Echo value for `peer` (RFC 9175 §2.3): a timestamp and a MAC over it and
+    /// the peer, so the endpoint keeps no state for it (Appendix A item 2). A request
+    /// that carries it back is at most as old as the value
+    /// ([`echo_is_fresh`](Self::echo_is_fresh)), and it proves the peer's address to the
+    /// amplification limit (§2.4 item 3).
+    pub fn echo_value(&mut self, now: Instant, peer: &P) -> Vec<u8> {
+        self.echo_key().make(now, peer).to_vec()
+    }
+
+    /// Whether `value` is an Echo value this endpoint made for `peer` no more than
+    /// `max_age` ago (RFC 9175 §2.4 item 1: request freshness; the timestamp has a
+    /// resolution of one second).
+    pub fn echo_is_fresh(
+        &mut self,
+        now: Instant,
+        peer: &P,
+        value: &[u8],
+        max_age: Duration,
+    ) -> bool {
+        self.echo_key()
+            .age(now, peer, value)
+            .is_some_and(|age| age.as_secs() <= max_age.as_secs())
+    }
+
     /// Whether the amplification limit applies to `peer` (its address is not verified).
     pub fn address_unverified(&self, now: Instant, peer: &P) -> bool {
         self.validation
@@ -1381,14 +1441,20 @@ impl<P: Peer> Endpoint<P> {
         }
         if let Some(p) = self.peers.get_mut(&ex.peer) {
             p.incoming = p.incoming.saturating_sub(1);
+            // A peer that only sent requests (answered piggybacked or NON) leaves nothing
+            // behind once they are done: no message ID of ours to protect (§4.4), nothing
+            // in flight. Forget it now rather than keep an idle entry per client: a
+            // server with many clients keeps state only for those with work in progress,
+            // and the full-table eviction scan never runs for them.
+            if self.framing.is_none() && p.is_blank() {
+                self.peers.remove(&ex.peer);
+            }
         }
         if self.framing.is_some() {
             self.close_if_released(ex.peer.clone());
         }
-        if ex.confirmable {
-            if let Some(DedupState::Pending(_)) = self.dedup.get(&ex.peer, ex.message_id) {
-                self.dedup.update(&ex.peer, ex.message_id, DedupState::Seen);
-            }
+        if ex.confirmable && self.dedup.is_pending(&ex.peer, ex.message_id) {
+            self.dedup.update(&ex.peer, ex.message_id, DedupState::Seen);
         }
     }
 
@@ -2063,23 +2129,22 @@ impl<P: Peer> Endpoint<P> {
     /// The state of `peer`, created if needed; `None` when the peer table is full of
     /// peers that are all busy.
     fn peer_state(&mut self, now: Instant, peer: &P) -> Option<&mut PeerState> {
-        if !self.peers.contains_key(peer) {
-            if self.peers.len() >= self.config.max_peers && !self.evict_idle_peer(now) {
-                return None;
-            }
-            let start = self.rng.next_u32() as u16;
-            self.peers.insert(
-                peer.clone(),
-                PeerState {
-                    message_ids: MessageIdTracker::new(start),
-                    outstanding: 0,
-                    queue: VecDeque::new(),
-                    incoming: 0,
-                    last_active: now,
-                },
-            );
+        // Only a full table needs the membership test first; otherwise one look-up
+        // finds or adds the peer (this runs for every message).
+        if self.peers.len() >= self.config.max_peers
+            && !self.peers.contains_key(peer)
+            && !self.evict_idle_peer(now)
+        {
+            return None;
         }
-        let state = self.peers.get_mut(peer)?;
+        let rng = &mut self.rng;
+        let state = self.peers.entry(peer.clone()).or_insert_with(|| PeerState {
+            message_ids: MessageIdTracker::new(rng.next_u32() as u16),
+            outstanding: 0,
+            queue: VecDeque::new(),
+            incoming: 0,
+            last_active: now,
+        });
         state.last_active = now;
         Some(state)
     }

@@ -68,32 +68,122 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Options kept inside [`Options`] itself, without an allocation: up to this many…
+const INLINE_OPTIONS: usize = 4;
+/// …whose values take up to this many bytes together (Uri-Path `test`, a
+/// Content-Format, an Observe, a short ETag: the options of a typical small request or
+/// response).
+const INLINE_OPTION_BYTES: usize = 32;
+
 /// The options of a message, kept sorted by option number; options with the same number
 /// keep the order they were added in (RFC 7252 §5.4.5: repeated options are ordered).
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// A few short options are stored inline (no heap allocation, so the server's plain GET
+/// path allocates nothing for them); more, or longer ones, move to the heap.
+#[derive(Clone)]
 pub struct Options {
-    entries: Vec<(OptionNumber, Vec<u8>)>,
+    repr: OptionsRepr,
 }
+
+#[derive(Clone)]
+enum OptionsRepr {
+    /// `slots[..count]` in order; each names `(number, start, len)` of its value in
+    /// `bytes[..used]`. Values of removed options stay behind in `bytes` until it is
+    /// full, when everything moves to the heap.
+    Inline {
+        count: u8,
+        used: u8,
+        slots: [(OptionNumber, u8, u8); INLINE_OPTIONS],
+        bytes: [u8; INLINE_OPTION_BYTES],
+    },
+    Heap(Vec<(OptionNumber, Vec<u8>)>),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl PartialEq for Options {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Options {}
 
 impl Options {
     /// No options.
     pub const fn new() -> Options {
         Options {
-            entries: Vec::new(),
+            repr: OptionsRepr::Inline {
+                count: 0,
+                used: 0,
+                slots: [(OptionNumber(0), 0, 0); INLINE_OPTIONS],
+                bytes: [0; INLINE_OPTION_BYTES],
+            },
         }
+    }
+
+    /// The options as `(number, value)` pairs on the heap, leaving the inline form.
+    fn spill(&mut self) -> &mut Vec<(OptionNumber, Vec<u8>)> {
+        if let OptionsRepr::Inline { .. } = self.repr {
+            let heap: Vec<(OptionNumber, Vec<u8>)> =
+                self.iter().map(|(n, v)| (n, v.to_vec())).collect();
+            self.repr = OptionsRepr::Heap(heap);
+        }
+        match &mut self.repr {
+            OptionsRepr::Heap(entries) => entries,
+            OptionsRepr::Inline { .. } => unreachable!("spilled above"),
+        }
+    }
+
+    /// Inserts `(number, value)` at index `at` of the ordered options.
+    fn insert_at(&mut self, at: usize, number: OptionNumber, value: &[u8]) {
+        if let OptionsRepr::Inline {
+            count,
+            used,
+            slots,
+            bytes,
+        } = &mut self.repr
+        {
+            let n = usize::from(*count);
+            let start = usize::from(*used);
+            if n < INLINE_OPTIONS && value.len() <= INLINE_OPTION_BYTES - start {
+                bytes[start..start + value.len()].copy_from_slice(value);
+                slots.copy_within(at..n, at + 1);
+                // Both fit in a u8: INLINE_OPTION_BYTES < 256.
+                slots[at] = (number, start as u8, value.len() as u8);
+                *count += 1;
+                *used += value.len() as u8;
+                return;
+            }
+        }
+        self.spill().insert(at, (number, value.to_vec()));
     }
 
     /// Adds an option after any others with the same number.
     pub fn push(&mut self, number: OptionNumber, value: impl Into<Vec<u8>>) {
-        let at = self.entries.partition_point(|(n, _)| *n <= number);
-        self.entries.insert(at, (number, value.into()));
+        let at = self.numbers().take_while(|n| *n <= number).count();
+        match &mut self.repr {
+            OptionsRepr::Heap(entries) => entries.insert(at, (number, value.into())),
+            OptionsRepr::Inline { .. } => self.insert_at(at, number, &value.into()),
+        }
+    }
+
+    /// Adds an option after any others with the same number, copying `value` (no
+    /// allocation while the options fit inline).
+    pub fn push_slice(&mut self, number: OptionNumber, value: &[u8]) {
+        let at = self.numbers().take_while(|n| *n <= number).count();
+        self.insert_at(at, number, value);
     }
 
     /// Adds an option whose value is a uint (RFC 7252 §3.2, minimal length).
     pub fn push_uint(&mut self, number: OptionNumber, value: u32) {
         let mut buf = [0u8; 4];
-        let bytes = encode_uint(value, &mut buf).to_vec();
-        self.push(number, bytes);
+        let bytes = encode_uint(value, &mut buf);
+        self.push_slice(number, bytes);
     }
 
     /// Replaces every option with this number by one with `value`.
@@ -110,7 +200,24 @@ impl Options {
 
     /// Removes every option with this number.
     pub fn remove(&mut self, number: OptionNumber) {
-        self.entries.retain(|(n, _)| *n != number);
+        match &mut self.repr {
+            OptionsRepr::Inline { count, slots, .. } => {
+                let mut kept = 0;
+                for i in 0..usize::from(*count) {
+                    if slots[i].0 != number {
+                        slots[kept] = slots[i];
+                        kept += 1;
+                    }
+                }
+                *count = kept as u8;
+            }
+            OptionsRepr::Heap(entries) => entries.retain(|(n, _)| *n != number),
+        }
+    }
+
+    /// The option numbers in order.
+    fn numbers(&self) -> impl Iterator<Item = OptionNumber> + '_ {
+        self.iter().map(|(n, _)| n)
     }
 
     /// The value of the first option with this number.
@@ -125,11 +232,10 @@ impl Options {
 
     /// The values of every option with this number, in order.
     pub fn get_all(&self, number: OptionNumber) -> impl Iterator<Item = &[u8]> + '_ {
-        let start = self.entries.partition_point(|(n, _)| *n < number);
-        self.entries[start..]
-            .iter()
+        self.iter()
+            .skip_while(move |(n, _)| *n < number)
             .take_while(move |(n, _)| *n == number)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
     }
 
     /// Whether an option with this number is present.
@@ -139,31 +245,55 @@ impl Options {
 
     /// Every option in order.
     pub fn iter(&self) -> impl Iterator<Item = (OptionNumber, &[u8])> + '_ {
-        self.entries.iter().map(|(n, v)| (*n, v.as_slice()))
+        let (inline, heap) = match &self.repr {
+            OptionsRepr::Inline {
+                count,
+                slots,
+                bytes,
+                ..
+            } => (
+                Some(slots[..usize::from(*count)].iter().map(|&(n, start, len)| {
+                    let start = usize::from(start);
+                    (n, &bytes[start..start + usize::from(len)])
+                })),
+                None,
+            ),
+            OptionsRepr::Heap(entries) => {
+                (None, Some(entries.iter().map(|(n, v)| (*n, v.as_slice()))))
+            }
+        };
+        inline
+            .into_iter()
+            .flatten()
+            .chain(heap.into_iter().flatten())
     }
 
     /// Number of options.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match &self.repr {
+            OptionsRepr::Inline { count, .. } => usize::from(*count),
+            OptionsRepr::Heap(entries) => entries.len(),
+        }
     }
 
     /// Whether there are no options.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Appends an option known to sort after every option present (used by the decoder,
     /// whose input is already ordered).
     pub(crate) fn push_ordered(&mut self, number: OptionNumber, value: &[u8]) {
-        debug_assert!(self.entries.last().is_none_or(|(n, _)| *n <= number));
-        self.entries.push((number, value.to_vec()));
+        debug_assert!(self.numbers().last().is_none_or(|n| n <= number));
+        let at = self.len();
+        self.insert_at(at, number, value);
     }
 
     /// Bytes these options take on the wire (RFC 7252 §3.1).
     pub(crate) fn encoded_len(&self) -> usize {
         let mut prev = 0u16;
         let mut total = 0;
-        for (n, v) in &self.entries {
+        for (n, v) in self.iter() {
             total += corium_wire::option_header_len(n.0 - prev, v.len()) + v.len();
             prev = n.0;
         }
@@ -313,5 +443,71 @@ impl Response {
     /// The Max-Age option (RFC 7252 §5.10.5), defaulting to 60 s when absent.
     pub fn max_age(&self) -> u32 {
         self.options.get_uint(OptionNumber::MAX_AGE).unwrap_or(60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn all(o: &Options) -> Vec<(u16, Vec<u8>)> {
+        o.iter().map(|(n, v)| (n.0, v.to_vec())).collect()
+    }
+
+    #[test]
+    fn options_stay_ordered_inline_and_on_the_heap() {
+        let mut o = Options::new();
+        o.push(OptionNumber::URI_PATH, b"b".to_vec());
+        o.push_slice(OptionNumber::URI_HOST, b"h");
+        o.push(OptionNumber::URI_PATH, b"c".to_vec());
+        o.push_uint(OptionNumber::CONTENT_FORMAT, 0);
+        assert!(matches!(o.repr, OptionsRepr::Inline { .. }));
+        let inline = all(&o);
+        assert_eq!(
+            inline,
+            vec![
+                (3, b"h".to_vec()),
+                (11, b"b".to_vec()),
+                (11, b"c".to_vec()),
+                (12, vec![]),
+            ]
+        );
+        // A fifth option, or a long value, moves everything to the heap in order.
+        o.push(OptionNumber::URI_PATH, b"d".to_vec());
+        assert!(matches!(o.repr, OptionsRepr::Heap(_)));
+        assert_eq!(
+            o.get_all(OptionNumber::URI_PATH).collect::<Vec<_>>(),
+            [b"b", b"c", b"d"]
+        );
+        let mut long = Options::new();
+        long.push_slice(OptionNumber::URI_PATH, &[7; INLINE_OPTION_BYTES + 1]);
+        assert!(matches!(long.repr, OptionsRepr::Heap(_)));
+        assert_eq!(long.get(OptionNumber::URI_PATH), Some(&[7; 33][..]));
+    }
+
+    #[test]
+    fn options_remove_set_and_compare_across_forms() {
+        let mut a = Options::new();
+        a.push_uint(OptionNumber::OBSERVE, 5);
+        a.push_slice(OptionNumber::URI_PATH, b"x");
+        a.set_uint(OptionNumber::OBSERVE, 7);
+        a.remove(OptionNumber::URI_PATH);
+        assert_eq!(all(&a), vec![(6, vec![7])]);
+        assert_eq!(a.len(), 1);
+        // Removed values keep their room until the inline bytes run out.
+        for _ in 0..40 {
+            a.set(OptionNumber::ETAG, b"12345678".to_vec());
+        }
+        assert_eq!(a.get(OptionNumber::ETAG), Some(&b"12345678"[..]));
+        assert_eq!(a.len(), 2);
+        let mut b = Options::new();
+        b.push(OptionNumber::ETAG, b"12345678".to_vec());
+        b.push_uint(OptionNumber::OBSERVE, 7);
+        assert_eq!(a, b);
+        b.remove(OptionNumber::ETAG);
+        assert_ne!(a, b);
+        assert!(Options::default().is_empty());
+        assert_eq!(Options::new(), Options::default());
     }
 }

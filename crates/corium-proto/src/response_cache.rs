@@ -41,17 +41,75 @@ pub(crate) fn is_unsafe_method(method: Code) -> bool {
 /// The key of a block-wise transfer: the request's method and its options except those in
 /// `skip`, serialized so it can key a hash map.
 pub(crate) fn request_key(method: Code, options: &Options, skip: &[OptionNumber]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
-    key.push(method.0);
+    request_key_inline(method, options, skip).into_vec()
+}
+
+/// [`request_key`] kept inline when it is short (the key of a GET with a path or two):
+/// every request computes one, and this keeps the plain GET path free of allocations.
+pub(crate) fn request_key_inline(
+    method: Code,
+    options: &Options,
+    skip: &[OptionNumber],
+) -> RequestKey {
+    let mut key = RequestKey::Inline(0, [0; KEY_INLINE]);
+    key.extend(&[method.0]);
     for (number, value) in options.iter() {
         if skip.contains(&number) {
             continue;
         }
-        key.extend_from_slice(&number.0.to_be_bytes());
-        key.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        key.extend_from_slice(value);
+        key.extend(&number.0.to_be_bytes());
+        key.extend(&(value.len() as u32).to_be_bytes());
+        key.extend(value);
     }
     key
+}
+
+/// Request keys up to this many bytes stay inline in a [`RequestKey`].
+const KEY_INLINE: usize = 40;
+
+/// A request key ([`request_key`]): inline when short, on the heap otherwise.
+#[derive(Clone, Debug)]
+pub(crate) enum RequestKey {
+    /// `bytes[..len]`.
+    Inline(u8, [u8; KEY_INLINE]),
+    Heap(Vec<u8>),
+}
+
+impl RequestKey {
+    fn extend(&mut self, data: &[u8]) {
+        match self {
+            RequestKey::Inline(len, bytes) => {
+                let at = usize::from(*len);
+                if let Some(room) = bytes.get_mut(at..at + data.len()) {
+                    room.copy_from_slice(data);
+                    // At most KEY_INLINE (< 256).
+                    *len += data.len() as u8;
+                } else {
+                    let mut heap = Vec::with_capacity(2 * (at + data.len()));
+                    heap.extend_from_slice(&bytes[..at]);
+                    heap.extend_from_slice(data);
+                    *self = RequestKey::Heap(heap);
+                }
+            }
+            RequestKey::Heap(heap) => heap.extend_from_slice(data),
+        }
+    }
+
+    /// The key's bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            RequestKey::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            RequestKey::Heap(heap) => heap,
+        }
+    }
+
+    /// The key's bytes, owned.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            RequestKey::Inline(len, bytes) => bytes[..usize::from(len)].to_vec(),
+            RequestKey::Heap(heap) => heap,
+        }
+    }
 }
 
 #[derive(Debug)]

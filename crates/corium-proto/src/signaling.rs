@@ -190,7 +190,20 @@ impl<P: Peer> Endpoint<P> {
         let Some(framing) = self.framing else {
             return;
         };
-        self.handle_connected(now, peer.clone());
+        // One look-up of the connection per message: it is marked live (whatever the
+        // message turns out to be: a bad one ends the connection anyway), or opened
+        // (its CSM goes out first) if this is the first sign of it.
+        let csm_received = match self.connections.get_mut(&peer) {
+            Some(c) => {
+                c.last_received = now;
+                c.pinged = false;
+                c.csm_received
+            }
+            None => {
+                self.handle_connected(now, peer.clone());
+                false
+            }
+        };
         self.block1.expire(now);
         self.response_cache.expire(now);
         let msg = match StreamMessage::parse(framing, data, self.config.max_incoming_token_len) {
@@ -198,16 +211,11 @@ impl<P: Peer> Endpoint<P> {
             Err(err) => return self.abort(now, peer, AbortReason::Malformed(err)),
         };
         let code = msg.code();
-        let csm_received = self.connections.get(&peer).is_some_and(|c| c.csm_received);
         if !csm_received && code != Code::CSM {
             return self.abort(now, peer, AbortReason::MissingCsm);
         }
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_active = now;
-        }
-        if let Some(c) = self.connections.get_mut(&peer) {
-            c.last_received = now;
-            c.pinged = false;
         }
         if code.is_empty() {
             return; // §5.4: Empty messages are a keep-alive, always ignored.
@@ -497,8 +505,9 @@ impl<P: Peer> Endpoint<P> {
             .connections
             .get(&peer)
             .is_some_and(|c| c.released_by_peer);
-        let busy = self.peers.get(&peer).is_some_and(|p| p.incoming > 0);
-        if released && !busy {
+        // The peer table is looked at only for a released connection (rare), not once
+        // per answered request.
+        if released && self.peers.get(&peer).is_none_or(|p| p.incoming == 0) {
             if let Some(c) = self.connections.get_mut(&peer) {
                 c.released_by_peer = false;
             }

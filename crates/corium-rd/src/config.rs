@@ -70,10 +70,9 @@ pub const DEFAULT_SIMPLE_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Who may change a registration once it exists: the "First Come First Remembered"
 /// policy of RFC 9176 §7.5 with the requester identity this transport offers.
 ///
-/// Over plain CoAP the only identity is the transport address. When DTLS or OSCORE
-/// arrive, their identities (the peer's certificate subject, raw public key, or OSCORE
-/// security context) slot in as further [`crate::Identity`] kinds; the comparison rule
-/// stays the same.
+/// A requester that proved a security identity (DTLS PSK identity) is that identity,
+/// whatever its address ([`crate::Requester::secured`]); the variants below say what
+/// identifies a plain-CoAP requester.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AccessPolicy {
@@ -130,6 +129,15 @@ pub struct RdConfig {
     pub simple_fetch_timeout: Duration,
     /// Distinct observed lookup queries tracked ([`DEFAULT_MAX_OBSERVED_QUERIES`]).
     pub max_observed_queries: usize,
+    /// Require fresh requests to change a registration resource (RFC 9176 §5.3.4): an
+    /// update or removal of `/rd/{id}` without an Echo value (RFC 9175) the RD made at
+    /// most this long ago is answered 4.01 Unauthorized with a new Echo value, and runs
+    /// when repeated with it. Needed when a security mechanism lets requests be
+    /// processed out of order (OSCORE's replay window, DTLS record reordering): §5.3.4
+    /// "MUST use the Echo option if it requires request freshness and cannot determine
+    /// it in any other way". `None` (default): plain CoAP has no security policy whose
+    /// order freshness would protect, and endpoints without Echo support keep working.
+    pub fresh_updates: Option<Duration>,
 }
 
 impl Default for RdConfig {
@@ -152,6 +160,7 @@ impl Default for RdConfig {
             max_simple_cache: DEFAULT_MAX_SIMPLE_CACHE,
             simple_fetch_timeout: DEFAULT_SIMPLE_FETCH_TIMEOUT,
             max_observed_queries: DEFAULT_MAX_OBSERVED_QUERIES,
+            fresh_updates: None,
         }
     }
 }

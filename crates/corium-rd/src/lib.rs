@@ -10,9 +10,14 @@
 //!   resolved against the registration's base URI as §6.1 and Appendix B describe.
 //!   Changes are planned ([`Mutation`]) and applied in two steps so they can be made
 //!   durable in between.
+//!   Filtered lookups use an index of attribute values (every attribute but `href` and
+//!   `anchor`; trailing-`*` prefixes as ordered ranges), so they touch only the
+//!   registrations that can match, then filter those exactly as a full scan would.
 //! - [`RegistrationStore`]: where registrations are kept: [`RedbStore`] (an embedded
 //!   database file; every acknowledged change is fsync'ed before the answer) or
-//!   [`MemoryStore`]. Expiry times are stored as wall-clock seconds and turned back into
+//!   [`MemoryStore`]. Changes that arrive while a commit is running are committed
+//!   together in the next one (group commit, one fsync for all of them); each is
+//!   answered only once its commit is durable. Expiry times are stored as wall-clock seconds and turned back into
 //!   remaining lifetimes when the RD starts again.
 //! - [`ResourceDirectory`]: the RD on a corium [`Server`](corium::Server): discovery
 //!   through `/.well-known/core?rt=core.rd*` (§4.3), `/rd` (§5), `/rd/{id}` (§5.3),
@@ -46,12 +51,14 @@
 //! # Security
 //!
 //! The access policy ([`AccessPolicy`]) is RFC 9176 §7.5 "First Come First
-//! Remembered" with the only identity plain CoAP has, the requester's transport
-//! address: a registration can be updated, removed or replaced only from the address
-//! (and, by default, port) that made it, while it is active. DTLS and OSCORE identities
-//! (certificate subjects, raw public keys, security contexts) will slot in as further
-//! [`Identity`] kinds when Corium has those transports; the rule stays the same. Echo
-//! freshness (§5.3.4) and the Echo check of simple registrations (§5.1) are not done yet.
+//! Remembered": a registration can be updated, removed or replaced, while it is
+//! active, only by the identity that made it. An OSCORE-protected request is
+//! identified by the security context that verified it ([`corium::RequestContext::oscore`]:
+//! the client's Sender ID and ID Context, [`SecurityKind::Oscore`]), a request over DTLS
+//! by the PSK identity its peer proved ([`corium::RequestContext::security`],
+//! [`Requester::secured`]), both whatever the address; a plain-CoAP request by its
+//! transport address (and, by default, port). Echo freshness of registration updates (§5.3.4) is
+//! available with [`RdConfig::fresh_updates`].
 //!
 //! # Limits
 //!
@@ -64,6 +71,8 @@
 
 pub mod config;
 mod error;
+mod formats;
+mod index;
 mod links;
 mod params;
 mod redb_store;
@@ -75,12 +84,12 @@ mod uri;
 pub use config::{AccessPolicy, RdConfig};
 pub use error::{RdError, FULL_RETRY_AFTER_SECS};
 pub use params::{LookupQuery, RegistrationParams};
-pub use redb_store::{RedbStore, DATABASE_FILE};
+pub use redb_store::{RedbStore, CACHE_SIZE as REDB_CACHE_SIZE, DATABASE_FILE};
 pub use service::{
     ResourceDirectory, ENDPOINT_LOOKUP_PATH, RESOURCE_LOOKUP_PATH, SIMPLE_REGISTRATION_PATH,
 };
 pub use state::{
-    Identity, LookupKind, Mutation, RdState, Registration, Requester, ENDPOINT_RT,
+    Identity, LookupKind, Mutation, RdState, Registration, Requester, SecurityKind, ENDPOINT_RT,
     REGISTRATION_PATH,
 };
 pub use store::{

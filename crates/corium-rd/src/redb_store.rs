@@ -1,6 +1,7 @@
 //! The embedded persistent store: one [redb](https://docs.rs/redb) database file.
 //!
-//! Each commit is one redb write transaction with `Durability::Immediate`: when
+//! Each commit is one redb write transaction with `Durability::Immediate` (the RD
+//! hands it every change queued while the previous commit ran: group commit): when
 //! [`RegistrationStore::commit`] resolves `Ok`, the change is on disk (fsync'ed) and
 //! survives a crash or `kill -9` of the process. redb recovers an uncleanly closed
 //! file when it is opened again. The file is locked while open, so two RDs cannot
@@ -22,6 +23,11 @@ const REGISTRATIONS: TableDefinition<'static, u64, &'static [u8]> =
     TableDefinition::new("registrations");
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
 const NEXT_ID: &str = "next_id";
+
+/// The memory redb may use for its page cache and write buffer, in bytes. The RD
+/// reads the store only at start-up (its state is in memory), so a small cache is
+/// enough; redb's own default (1 GiB) would hold a copy of the whole file in memory.
+pub const CACHE_SIZE: usize = 16 * 1024 * 1024;
 
 /// The name of the database file inside a data directory.
 pub const DATABASE_FILE: &str = "registrations.redb";
@@ -50,12 +56,15 @@ impl RedbStore {
     /// using it died. Blocking: call it before serving, or from a blocking task.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_owned();
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::Open(format!("{} is in use by another process", path.display()))
-            }
-            other => StoreError::Open(format!("{}: {other}", path.display())),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_SIZE)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Open(format!("{} is in use by another process", path.display()))
+                }
+                other => StoreError::Open(format!("{}: {other}", path.display())),
+            })?;
         // Create the tables so that readers find them.
         let txn = db.begin_write().map_err(backend)?;
         {

@@ -13,12 +13,15 @@ use corium::{
     Client, Code, ContentFormat, Observable, OptionNumber, Request, RequestContext, RequestOptions,
     Resource, Response, Router,
 };
-use tokio::sync::{Notify, OnceCell, Semaphore};
+use tokio::sync::{oneshot, Notify, OnceCell, Semaphore};
 
 use crate::config::RdConfig;
 use crate::error::RdError;
+use crate::formats::{self, LINK_FORMAT_CBOR, LINK_FORMAT_JSON};
 use crate::params::{LookupQuery, RegistrationParams};
-use crate::state::{LookupKind, Mutation, RdState, Requester, LINK_FORMAT, REGISTRATION_PATH};
+use crate::state::{
+    LookupKind, Mutation, RdState, Requester, SecurityKind, LINK_FORMAT, REGISTRATION_PATH,
+};
 use crate::store::{MemoryStore, RegistrationStore, StoreError, StoreOp};
 
 /// Path of the endpoint lookup resource (RFC 9176 §6.4).
@@ -118,11 +121,33 @@ struct CachedDocument {
     payload: Vec<u8>,
 }
 
+/// A change applied to the state whose commit is pending (group commit).
+struct Pending {
+    /// What to commit.
+    ops: Vec<StoreOp>,
+    /// What rolls the change back if its commit fails ([`RdState::undo_of`]).
+    undo: Mutation,
+    /// Where the commit's outcome goes: the request is answered only after it.
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Changes waiting for their commit, in the order they were applied.
+#[derive(Default)]
+struct CommitQueue {
+    pending: Vec<Pending>,
+    /// Whether a commit task is running (it takes everything pending, commits it as
+    /// one transaction, and repeats until nothing is pending).
+    committing: bool,
+}
+
 struct Inner {
+    /// This `Inner`, for the commit task.
+    me: Weak<Inner>,
     config: RdConfig,
+    /// The registrations. Its write lock serialises changes: plan, apply, enqueue the
+    /// commit.
     state: RwLock<RdState>,
-    /// Serialises changes: plan, commit, apply.
-    write: tokio::sync::Mutex<()>,
+    commits: Mutex<CommitQueue>,
     store: Arc<dyn RegistrationStore>,
     observe_ep: Observable,
     observe_res: Observable,
@@ -165,7 +190,13 @@ impl Drop for Inner {
 /// registration, §5.1; not listed in `/.well-known/core`).
 ///
 /// Every change is committed to the [`RegistrationStore`] before it is acknowledged;
-/// when the commit fails the request is answered 5.00 and nothing changes.
+/// changes arriving while a commit runs share the next commit (group commit). When a
+/// commit fails its requests are answered 5.00 and their changes are rolled back
+/// (lookups may have seen them for the duration of the commit).
+///
+/// Lookups and registrations speak RFC 6690 link format, and its JSON and CBOR forms
+/// (`application/link-format+json` 504, `+cbor` 64, draft-ietf-core-links-json-10):
+/// as registration payloads, and in lookups asked for with Accept.
 #[derive(Clone)]
 pub struct ResourceDirectory {
     inner: Arc<Inner>,
@@ -194,6 +225,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn link_format(code: Code, payload: impl Into<Vec<u8>>) -> Response {
     let mut response = Response::with_payload(code, payload);
     response.set_content_format(ContentFormat::LINK_FORMAT);
+    response
+}
+
+/// The link format an Accept option asks for: RFC 6690 (40, also without Accept), or
+/// its JSON (504) or CBOR (64) form (draft-ietf-core-links-json); `None` for others.
+fn accepted_format(accept: Option<ContentFormat>) -> Option<u16> {
+    match accept.map(|a| a.0) {
+        None | Some(LINK_FORMAT) => Some(LINK_FORMAT),
+        Some(cf @ (LINK_FORMAT_JSON | LINK_FORMAT_CBOR)) => Some(cf),
+        Some(_) => None,
+    }
+}
+
+/// A 2.05 with `doc` (link format) in the format `cf` chosen by [`accepted_format`].
+fn links_response(cf: u16, doc: &str) -> Response {
+    let payload = match cf {
+        LINK_FORMAT_JSON => formats::link_format_to_json(doc),
+        LINK_FORMAT_CBOR => formats::link_format_to_cbor(doc),
+        _ => return link_format(Code::CONTENT, doc),
+    };
+    let mut response = Response::with_payload(Code::CONTENT, payload);
+    response.set_content_format(ContentFormat(cf));
     response
 }
 
@@ -239,11 +292,12 @@ impl ResourceDirectory {
         }
         tracing::debug!(registrations = state.len(), "resource directory loaded");
         let wake = Arc::new(Notify::new());
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             simple_slots: Arc::new(Semaphore::new(config.max_simple_in_flight)),
             config,
             state: RwLock::new(state),
-            write: tokio::sync::Mutex::new(()),
+            commits: Mutex::new(CommitQueue::default()),
             store,
             observe_ep: Observable::new(),
             observe_res: Observable::new(),
@@ -316,7 +370,12 @@ impl ResourceDirectory {
             .rt("core.rd")
             .ct(LINK_FORMAT);
         let (rd_u, rd_d, rd_g) = (self.inner.clone(), self.inner.clone(), self.inner.clone());
-        let registration = Resource::new()
+        let mut registration = Resource::new();
+        if let Some(max_age) = self.inner.config.fresh_updates {
+            // RFC 9176 §5.3.4: updates and removals must be fresh (Echo, RFC 9175).
+            registration = registration.require_fresh(max_age);
+        }
+        let registration = registration
             .post(move |ctx: RequestContext| {
                 let rd = rd_u.clone();
                 async move { rd.handle_update(ctx).await }
@@ -409,66 +468,155 @@ async fn maintenance(inner: Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
+/// The commit task of group commit ([`Inner::change`]): commits everything queued as
+/// one store transaction, answers the waiting changes, and repeats until the queue is
+/// empty.
+async fn commit_loop(rd: Arc<Inner>) {
+    loop {
+        let mut batch = {
+            let mut queue = lock(&rd.commits);
+            if queue.pending.is_empty() {
+                queue.committing = false;
+                return;
+            }
+            std::mem::take(&mut queue.pending)
+        };
+        let ops: Vec<StoreOp> = batch
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.ops))
+            .collect();
+        let changes = batch.len();
+        match rd.store.commit(ops).await {
+            Ok(()) => {
+                tracing::trace!(changes, "group commit");
+                for p in batch {
+                    let _ = p.done.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                rd.roll_back(batch, &err);
+                return;
+            }
+        }
+    }
+}
+
 impl Inner {
-    fn policy_requester(&self, peer: SocketAddr) -> Requester {
-        Requester::new(peer, self.config.access_policy)
+    /// The requester of `ctx` under the access policy: bound to the security identity
+    /// the peer proved when there is one, else to its address (RFC 9176 §7.5). OSCORE
+    /// (end to end, RFC 8613) comes before DTLS (hop by hop): its context, as hex
+    /// `SENDER-ID` or `SENDER-ID/ID-CONTEXT`.
+    fn policy_requester(&self, ctx: &RequestContext) -> Requester {
+        let policy = self.config.access_policy;
+        if let Some(oscore) = &ctx.oscore {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            let mut name = hex(&oscore.sender_id);
+            if let Some(c) = &oscore.id_context {
+                name.push('/');
+                name.push_str(&hex(c));
+            }
+            return Requester::secured(ctx.peer, policy, SecurityKind::Oscore, &name);
+        }
+        match &ctx.security {
+            Some(identity) => Requester::secured(ctx.peer, policy, SecurityKind::DtlsPsk, identity),
+            None => Requester::new(ctx.peer, policy),
+        }
     }
 
-    /// Plans a change against the state, commits it to the store, then applies it:
-    /// one at a time, so a plan is applied to the state it was checked against.
+    /// Plans a change, makes it durable, notifies observers and the maintenance task.
     /// Returns the mutation's id and whether it created a registration resource.
     async fn mutate(
         &self,
         plan: impl FnOnce(&RdState, Instant) -> Result<Mutation, RdError>,
     ) -> Result<(Option<u64>, bool), RdError> {
-        let guard = self.write.lock().await;
-        let now = Instant::now();
-        let mutation = plan(&read(&self.state), now)?;
-        let outcome = (mutation.id(), mutation.is_created());
-        if !mutation.is_empty() {
-            let time = TimeBase::now();
-            let ops = mutation.store_ops(|t| time.wall_of(t));
-            self.store.commit(ops).await.map_err(|err| {
-                tracing::error!(%err, "registration change not committed");
-                RdError::Store(err)
-            })?;
-            write(&self.state).apply(mutation);
-        }
-        drop(guard);
+        let outcome = self.change(plan).await?;
         self.wake.notify_one();
         self.lookups_changed();
         Ok(outcome)
     }
 
+    /// Group commit: plans a change against the state and applies it at once, under
+    /// the state's write lock (so the next plan sees it), queues its store operations,
+    /// and waits until the commit task made them durable: changes made while a commit
+    /// is running are committed together in the next one (one fsync for all of them).
+    /// The caller answers only after this returned `Ok`, so an acknowledged change is
+    /// durable. If a commit fails, its changes and every change queued after them
+    /// (planned on top of them) are rolled back and fail.
+    ///
+    /// Lookups can see a change from when it is applied, up to one commit before it is
+    /// acknowledged.
+    async fn change(
+        &self,
+        plan: impl FnOnce(&RdState, Instant) -> Result<Mutation, RdError>,
+    ) -> Result<(Option<u64>, bool), RdError> {
+        let (outcome, waiting) = {
+            let mut state = write(&self.state);
+            let mutation = plan(&state, Instant::now())?;
+            let outcome = (mutation.id(), mutation.is_created());
+            if mutation.is_empty() {
+                (outcome, None)
+            } else {
+                let time = TimeBase::now();
+                let ops = mutation.store_ops(|t| time.wall_of(t));
+                let undo = state.undo_of(&mutation);
+                state.apply(mutation);
+                let (done, rx) = oneshot::channel();
+                let mut queue = lock(&self.commits);
+                queue.pending.push(Pending { ops, undo, done });
+                let start = !std::mem::replace(&mut queue.committing, true);
+                (outcome, Some((rx, start)))
+            }
+        };
+        if let Some((rx, start)) = waiting {
+            if start {
+                match self.me.upgrade() {
+                    Some(me) => {
+                        tokio::spawn(commit_loop(me));
+                    }
+                    // Unreachable while `self` is borrowed from its Arc.
+                    None => self.roll_back(Vec::new(), &StoreError::Backend("RD closed".into())),
+                }
+            }
+            let result = rx
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Backend("commit abandoned".into())));
+            result.map_err(|err| {
+                tracing::error!(%err, "registration change not committed");
+                RdError::Store(err)
+            })?;
+        }
+        Ok(outcome)
+    }
+
+    /// Rolls back `failed` (taken from the queue, oldest first) and everything still
+    /// queued after it, newest first, and fails them with `err`.
+    fn roll_back(&self, failed: Vec<Pending>, err: &StoreError) {
+        let mut state = write(&self.state);
+        let later = {
+            let mut queue = lock(&self.commits);
+            queue.committing = false;
+            std::mem::take(&mut queue.pending)
+        };
+        let mut all = failed;
+        all.extend(later);
+        for p in all.into_iter().rev() {
+            state.apply(p.undo);
+            let _ = p.done.send(Err(err.clone()));
+        }
+    }
+
     /// Removes what expired; returns whether a commit failed (retry later).
     async fn expire(&self) -> bool {
-        let guard = self.write.lock().await;
         let now = Instant::now();
         let since = std::mem::replace(&mut *lock(&self.last_expiry_check), now);
         let expired = read(&self.state).expired_between(since, now);
-        let mutation = read(&self.state).plan_expire(now);
-        let mut failed = false;
-        if !mutation.is_empty() {
-            let time = TimeBase::now();
-            match self
-                .store
-                .commit(mutation.store_ops(|t| time.wall_of(t)))
-                .await
-            {
-                Ok(()) => {
-                    tracing::debug!(
-                        removed = mutation.removed().len(),
-                        "expired registrations removed"
-                    );
-                    write(&self.state).apply(mutation);
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "cannot remove expired registrations; retrying");
-                    failed = true;
-                }
+        let failed = match self.change(|s, now| Ok(s.plan_expire(now))).await {
+            Ok(_) => false,
+            Err(err) => {
+                tracing::warn!(%err, "cannot remove expired registrations; retrying");
+                true
             }
-        }
-        drop(guard);
+        };
         if expired {
             // Registrations that just expired left the lookup results.
             self.lookups_changed();
@@ -566,7 +714,7 @@ impl Inner {
     }
 
     async fn handle_register(&self, ctx: RequestContext) -> Response {
-        let requester = self.policy_requester(ctx.peer);
+        let requester = self.policy_requester(&ctx);
         let result = async {
             let params = RegistrationParams::from_query(
                 ctx.request.query_args(),
@@ -600,7 +748,7 @@ impl Inner {
         let Some(id) = registration_id(&ctx) else {
             return RdError::NotFound.to_response();
         };
-        let requester = self.policy_requester(ctx.peer);
+        let requester = self.policy_requester(&ctx);
         let result = async {
             let params = RegistrationParams::from_query(
                 ctx.request.query_args(),
@@ -622,7 +770,7 @@ impl Inner {
         let Some(id) = registration_id(&ctx) else {
             return RdError::NotFound.to_response();
         };
-        let requester = self.policy_requester(ctx.peer);
+        let requester = self.policy_requester(&ctx);
         match self.mutate(|s, _| s.plan_remove(id, &requester)).await {
             Ok(_) => Response::new(Code::DELETED),
             Err(err) => err.to_response(),
@@ -632,28 +780,21 @@ impl Inner {
     /// GET of a registration resource: its links, resolved (RFC 9176 §5.3.3 leaves
     /// this to future documents; it is offered read-only here).
     fn handle_read(&self, ctx: RequestContext) -> Response {
-        if ctx
-            .request
-            .accept()
-            .is_some_and(|a| a != ContentFormat::LINK_FORMAT)
-        {
+        let Some(cf) = accepted_format(ctx.request.accept()) else {
             return RdError::NotAcceptable.to_response();
-        }
+        };
         let state = read(&self.state);
         let Some(reg) = registration_id(&ctx).and_then(|id| state.get(id)) else {
             return RdError::NotFound.to_response();
         };
         let links: Vec<&str> = reg.resolved_links().collect();
-        link_format(Code::CONTENT, links.join(","))
+        links_response(cf, &links.join(","))
     }
 
     fn handle_lookup(&self, kind: LookupKind, ctx: RequestContext) -> Response {
+        let cf = accepted_format(ctx.request.accept());
         let result = (|| {
-            if ctx
-                .request
-                .accept()
-                .is_some_and(|a| a != ContentFormat::LINK_FORMAT)
-            {
+            if cf.is_none() {
                 return Err(RdError::NotAcceptable);
             }
             let query = LookupQuery::from_query(ctx.request.query_args())?;
@@ -664,7 +805,7 @@ impl Inner {
             result
         })();
         match result {
-            Ok(payload) => link_format(Code::CONTENT, payload),
+            Ok(payload) => links_response(cf.unwrap_or(LINK_FORMAT), &payload),
             Err(err) => err.to_response(),
         }
     }
@@ -765,7 +906,7 @@ impl Inner {
     /// Simple registration (RFC 9176 §5.1): checks the parameters, fetches the
     /// requester's `/.well-known/core`, registers it, answers 2.04.
     async fn handle_simple(&self, ctx: RequestContext) -> Response {
-        let requester = self.policy_requester(ctx.peer);
+        let requester = self.policy_requester(&ctx);
         let params = match RegistrationParams::from_query(
             ctx.request.query_args(),
             self.config.max_extra_attrs,

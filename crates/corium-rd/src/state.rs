@@ -7,15 +7,19 @@
 //! without changing anything; [`RdState::apply`] then applies it. The service commits
 //! [`Mutation::store_ops`] to its store between the two, one mutation at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use corium::wire::{matches_filter, parse_links, Link};
 
 use crate::config::{AccessPolicy, RdConfig};
 use crate::error::RdError;
+use crate::formats;
+use crate::index::{self, AttrIndex};
 use crate::links::{self, PayloadError, StoredLink};
 use crate::params::{LookupQuery, RegistrationParams};
 use crate::store::{StoreOp, StoredRegistration};
@@ -56,6 +60,26 @@ impl Identity {
         })
     }
 
+    /// The identity of a requester that proved `identity` with a security protocol
+    /// (RFC 9176 §7.5: "the RD MUST determine the client's subject name or public key"
+    /// or its security association): the identity alone, whatever the address, unless
+    /// `policy` is [`AccessPolicy::Open`].
+    pub fn of_security(policy: AccessPolicy, kind: SecurityKind, identity: &str) -> Identity {
+        if policy == AccessPolicy::Open {
+            return Identity("any".to_owned());
+        }
+        let prefix = match kind {
+            SecurityKind::DtlsPsk => "dtls-psk",
+            SecurityKind::Oscore => "oscore",
+        };
+        let mut text = format!("{prefix}:");
+        // Escape nothing but keep the identity unambiguous: its length comes first.
+        text.push_str(&identity.len().to_string());
+        text.push(':');
+        text.push_str(identity);
+        Identity(text)
+    }
+
     /// An identity restored from its text form ([`Identity::as_str`]).
     pub fn from_text(text: impl Into<String>) -> Identity {
         Identity(text.into())
@@ -65,6 +89,16 @@ impl Identity {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The security protocol that authenticated a requester ([`Identity::of_security`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecurityKind {
+    /// DTLS with a pre-shared key: the PSK identity (RFC 7252 §9.1.3.1).
+    DtlsPsk,
+    /// OSCORE (RFC 8613): the security context, as its ID Context and Sender ID.
+    Oscore,
 }
 
 /// A request's origin: its address (for the default base, RFC 9176 §5, and link-local
@@ -85,6 +119,20 @@ impl Requester {
             identity: Identity::of_peer(policy, addr),
         }
     }
+
+    /// A requester authenticated by `kind` as `identity`: the access policy binds its
+    /// registrations to that identity, not to its address (RFC 9176 §7.5).
+    pub fn secured(
+        addr: SocketAddr,
+        policy: AccessPolicy,
+        kind: SecurityKind,
+        identity: &str,
+    ) -> Requester {
+        Requester {
+            addr,
+            identity: Identity::of_security(policy, kind, identity),
+        }
+    }
 }
 
 /// One registration (RFC 9176 §3.3, Figure 3).
@@ -97,17 +145,19 @@ pub struct Registration {
     base: Option<String>,
     implicit_base: String,
     extra_attrs: Vec<(String, Option<String>)>,
-    links_doc: String,
-    links: Vec<StoredLink>,
+    links_doc: Box<str>,
     expires: Instant,
     owner: Identity,
     simple: bool,
     link_local_scope: Option<u32>,
-    /// The links rendered with target and anchor resolved (RFC 9176 §6.1).
-    resolved: Vec<String>,
+    /// The links rendered with target and anchor resolved (RFC 9176 §6.1), one after
+    /// the other (no separator); link `i` ends at `resolved_ends[i]`. One allocation
+    /// instead of one per link.
+    resolved: Box<str>,
+    resolved_ends: Box<[u32]>,
     /// The endpoint link of endpoint lookups (RFC 9176 §6.4), ending in
     /// `;rt=core.rd-ep`.
-    endpoint_link: String,
+    endpoint_link: Box<str>,
     /// The length of `endpoint_link` without `;rt=core.rd-ep`: the endpoint's own
     /// attributes, which resource links inherit for matching (RFC 9176 §6.2).
     endpoint_attrs_len: usize,
@@ -165,7 +215,13 @@ impl Registration {
 
     /// The links with target and anchor resolved (RFC 9176 §6.1).
     pub fn resolved_links(&self) -> impl Iterator<Item = &str> + '_ {
-        self.resolved.iter().map(String::as_str)
+        let mut start = 0;
+        self.resolved_ends.iter().map(move |&end| {
+            let end = end as usize;
+            let link = &self.resolved[start..end];
+            start = end;
+            link
+        })
     }
 
     /// The endpoint link as endpoint lookup shows it (RFC 9176 §6.4).
@@ -195,23 +251,21 @@ impl Registration {
 
     /// The memory it is charged for against [`RdConfig::max_total_payload`].
     fn cost(&self) -> usize {
-        self.links_doc.len()
-            + self.resolved.iter().map(String::len).sum::<usize>()
-            + self.endpoint_link.len()
+        self.links_doc.len() + self.resolved.len() + self.endpoint_link.len()
     }
 
     /// Renders the resolved links and the endpoint link after a change.
-    fn render(&mut self) {
+    fn render(&mut self, links: &[StoredLink]) {
         let base = self.base().to_owned();
-        self.resolved = self
-            .links
-            .iter()
-            .map(|l| {
-                let mut s = String::new();
-                l.render_resolved(&base, &mut s);
-                s
-            })
-            .collect();
+        let mut resolved = String::new();
+        let mut ends = Vec::with_capacity(links.len());
+        for l in links {
+            l.render_resolved(&base, &mut resolved);
+            // Payloads are bounded far below 4 GiB (RdConfig::max_payload).
+            ends.push(u32::try_from(resolved.len()).unwrap_or(u32::MAX));
+        }
+        self.resolved = resolved.into_boxed_str();
+        self.resolved_ends = ends.into_boxed_slice();
         let mut e = String::new();
         e.push('<');
         e.push_str(&self.href());
@@ -238,7 +292,12 @@ impl Registration {
             first_link(&e).is_some(),
             first_link(&e[..self.endpoint_attrs_len]).is_some(),
         ];
-        self.endpoint_link = e;
+        self.endpoint_link = e.into_boxed_str();
+    }
+
+    /// The keys of the attribute index (its endpoint link and resolved links).
+    fn index_keys(&self) -> Vec<(Box<str>, Box<str>)> {
+        index::keys_of(std::iter::once(&*self.endpoint_link).chain(self.resolved_links()))
     }
 
     fn endpoint_attrs(&self) -> &str {
@@ -256,7 +315,7 @@ impl Registration {
             base: self.base.clone(),
             implicit_base: self.implicit_base.clone(),
             extra_attrs: self.extra_attrs.clone(),
-            links: self.links_doc.clone(),
+            links: self.links_doc.to_string(),
             expires_at,
             owner: self.owner.0.clone(),
             simple: self.simple,
@@ -288,6 +347,8 @@ pub struct Mutation {
     removes: Vec<u64>,
     id: Option<u64>,
     created: bool,
+    /// For an undo ([`RdState::undo_of`]): the first id to give out again.
+    reset_next_id: Option<u64>,
 }
 
 impl Mutation {
@@ -345,26 +406,46 @@ pub struct RdState {
     by_name: HashMap<(Option<String>, String), u64>,
     next_id: u64,
     total_cost: usize,
+    /// Attribute values → registrations, for filtered lookups.
+    index: AttrIndex,
+    /// Whether lookups use `index` (tests compare with full scans).
+    use_index: bool,
+    /// (expiry, id) of every registration, for expiry without scanning.
+    expiry: BTreeSet<(Instant, u64)>,
+    /// (expiry, id) of the simple registrations (removed at expiry, RFC 9176 §5.1).
+    simple_expiry: BTreeSet<(Instant, u64)>,
 }
 
 fn lifetime_duration(lt: u32) -> Duration {
     Duration::from_secs(u64::from(lt))
 }
 
+/// The registration payload as RFC 6690 link format: as it is, or converted from the
+/// JSON or CBOR link format (draft-ietf-core-links-json).
 fn payload_text<'p>(
     payload: &'p [u8],
     content_format: Option<u16>,
     config: &RdConfig,
-) -> Result<&'p str, RdError> {
-    if content_format.is_some_and(|cf| cf != LINK_FORMAT) {
-        return Err(RdError::UnsupportedContentFormat);
-    }
+) -> Result<Cow<'p, str>, RdError> {
     if payload.len() > config.max_payload {
         return Err(RdError::PayloadTooLarge {
             limit: config.max_payload,
         });
     }
-    std::str::from_utf8(payload).map_err(|_| RdError::bad("link format must be UTF-8"))
+    let doc = match content_format {
+        None | Some(LINK_FORMAT) => Cow::Borrowed(
+            std::str::from_utf8(payload).map_err(|_| RdError::bad("link format must be UTF-8"))?,
+        ),
+        Some(formats::LINK_FORMAT_JSON) => Cow::Owned(formats::json_to_link_format(payload)?),
+        Some(formats::LINK_FORMAT_CBOR) => Cow::Owned(formats::cbor_to_link_format(payload)?),
+        Some(_) => return Err(RdError::UnsupportedContentFormat),
+    };
+    if doc.len() > config.max_payload {
+        return Err(RdError::PayloadTooLarge {
+            limit: config.max_payload,
+        });
+    }
+    Ok(doc)
 }
 
 fn parse_links_checked(doc: &str, max_links: usize) -> Result<Vec<StoredLink>, RdError> {
@@ -428,6 +509,10 @@ impl RdState {
             by_name: HashMap::new(),
             next_id: 1,
             total_cost: 0,
+            index: AttrIndex::default(),
+            use_index: true,
+            expiry: BTreeSet::new(),
+            simple_expiry: BTreeSet::new(),
         }
     }
 
@@ -493,7 +578,7 @@ impl RdState {
         if simple && params.base.is_some() {
             return Err(RdError::bad("base is not accepted in simple registration"));
         }
-        let links = parse_links_checked(doc, self.config.max_links_per_registration)?;
+        let links = parse_links_checked(&doc, self.config.max_links_per_registration)?;
         let sector = params
             .sector
             .clone()
@@ -533,18 +618,18 @@ impl RdState {
             base: params.base.clone(),
             implicit_base,
             extra_attrs: params.extra_attrs.clone(),
-            links_doc: doc.to_owned(),
-            links,
+            links_doc: doc.as_ref().into(),
             expires: now + lifetime_duration(lifetime),
             owner: requester.identity.clone(),
             simple,
             link_local_scope: scope,
-            resolved: Vec::new(),
-            endpoint_link: String::new(),
+            resolved: Box::default(),
+            resolved_ends: Box::default(),
+            endpoint_link: Box::default(),
             endpoint_attrs_len: 0,
             endpoint_parses: [false; 2],
         };
-        reg.render();
+        reg.render(&links);
         mutation.id = Some(id);
         self.make_room(&mut mutation, &reg, now)?;
         mutation.puts.push(reg);
@@ -639,13 +724,16 @@ impl RdState {
                 self.config.max_extra_attrs
             )));
         }
-        if !payload.is_empty() {
+        let links = if payload.is_empty() {
+            parse_links_checked(&reg.links_doc, usize::MAX)?
+        } else {
             let doc = payload_text(payload, content_format, &self.config)?;
-            reg.links = parse_links_checked(doc, self.config.max_links_per_registration)?;
-            reg.links_doc = doc.to_owned();
-        }
+            let links = parse_links_checked(&doc, self.config.max_links_per_registration)?;
+            reg.links_doc = doc.as_ref().into();
+            links
+        };
         reg.link_local_scope = link_local_scope(reg.base(), requester.addr)?;
-        reg.render();
+        reg.render(&links);
         let mut mutation = Mutation {
             id: Some(id),
             ..Mutation::default()
@@ -675,47 +763,82 @@ impl RdState {
     /// resource for the purpose of garbage collection").
     pub fn plan_expire(&self, now: Instant) -> Mutation {
         let retention = self.config.expired_retention;
+        let mut removes: Vec<u64> = self
+            .simple_expiry
+            .iter()
+            .take_while(|(expires, _)| *expires <= now)
+            .map(|&(_, id)| id)
+            .collect();
+        removes.extend(
+            self.expiry
+                .iter()
+                .take_while(|(expires, _)| *expires + retention <= now)
+                .filter(|(_, id)| self.registrations.get(id).is_some_and(|r| !r.simple))
+                .map(|&(_, id)| id),
+        );
         Mutation {
-            removes: self
-                .registrations
-                .values()
-                .filter(|r| {
-                    if r.simple {
-                        !r.is_active(now)
-                    } else {
-                        r.expires + retention <= now
-                    }
-                })
-                .map(|r| r.id)
-                .collect(),
+            removes,
             ..Mutation::default()
         }
     }
 
     /// When something next changes by itself: the earliest expiry still ahead, or the
-    /// earliest removal [`plan_expire`](Self::plan_expire) would make.
+    /// earliest removal [`plan_expire`](Self::plan_expire) would make (possibly a bit
+    /// earlier: waking up early is harmless). Cheap: it reads the ends of the expiry
+    /// indexes.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let retention = self.config.expired_retention;
-        self.registrations
-            .values()
-            .map(|r| {
-                if r.is_active(now) {
-                    r.expires
-                } else if r.simple {
-                    now
-                } else {
-                    r.expires + retention
-                }
-            })
-            .min()
+        let ahead = self
+            .expiry
+            .range((Bound::Excluded((now, u64::MAX)), Bound::Unbounded))
+            .next()
+            .map(|&(expires, _)| expires);
+        let simple_due = self
+            .simple_expiry
+            .first()
+            .filter(|(expires, _)| *expires <= now)
+            .map(|_| now);
+        let retained = self.expiry.first().map(|&(expires, _)| expires + retention);
+        [ahead, simple_due, retained].into_iter().flatten().min()
     }
 
     /// Whether some registration's lifetime ended in `(from, to]` (its lookups changed
     /// then).
     pub fn expired_between(&self, from: Instant, to: Instant) -> bool {
-        self.registrations
-            .values()
-            .any(|r| r.expires > from && r.expires <= to)
+        self.expiry
+            .range((Bound::Excluded((from, u64::MAX)), Bound::Unbounded))
+            .next()
+            .is_some_and(|(expires, _)| *expires <= to)
+    }
+
+    /// The mutation that undoes `mutation` once applied: what it replaces or removes
+    /// is put back, what it creates is removed. Made before applying `mutation`, so
+    /// that a change whose commit failed can be rolled back (group commit applies
+    /// changes before they are durable, see [`crate::ResourceDirectory`]).
+    pub fn undo_of(&self, mutation: &Mutation) -> Mutation {
+        let mut undo = Mutation {
+            reset_next_id: Some(self.next_id),
+            ..Mutation::default()
+        };
+        let ids = mutation
+            .removes
+            .iter()
+            .chain(mutation.puts.iter().map(|r| &r.id));
+        for &id in ids {
+            match self.registrations.get(&id) {
+                Some(old) => {
+                    if !undo.puts.iter().any(|r| r.id == id) {
+                        undo.puts.push(old.clone());
+                    }
+                }
+                None => {
+                    if !undo.removes.contains(&id) {
+                        undo.removes.push(id);
+                    }
+                }
+            }
+        }
+        undo
     }
 
     /// Applies a planned mutation.
@@ -727,11 +850,18 @@ impl RdState {
             self.remove_entry(reg.id);
             self.insert_entry(reg);
         }
+        if let Some(next_id) = mutation.reset_next_id {
+            // Ids of a rolled-back change were never acknowledged nor stored.
+            self.next_id = next_id;
+        }
     }
 
     fn remove_entry(&mut self, id: u64) {
         if let Some(old) = self.registrations.remove(&id) {
             self.total_cost -= old.cost();
+            self.index.remove(id, &old.index_keys());
+            self.expiry.remove(&(old.expires, id));
+            self.simple_expiry.remove(&(old.expires, id));
             let key = (old.sector, old.ep);
             if self.by_name.get(&key) == Some(&id) {
                 self.by_name.remove(&key);
@@ -753,6 +883,11 @@ impl RdState {
                     .insert((reg.sector.clone(), reg.ep.clone()), reg.id);
             }
         }
+        self.index.insert(reg.id, reg.index_keys());
+        self.expiry.insert((reg.expires, reg.id));
+        if reg.simple {
+            self.simple_expiry.insert((reg.expires, reg.id));
+        }
         self.registrations.insert(reg.id, reg);
     }
 
@@ -769,18 +904,18 @@ impl RdState {
             base: stored.base,
             implicit_base: stored.implicit_base,
             extra_attrs: stored.extra_attrs,
-            links_doc: stored.links,
-            links,
+            links_doc: stored.links.into_boxed_str(),
             expires,
             owner: Identity(stored.owner),
             simple: stored.simple,
             link_local_scope: stored.link_local_scope,
-            resolved: Vec::new(),
-            endpoint_link: String::new(),
+            resolved: Box::default(),
+            resolved_ends: Box::default(),
+            endpoint_link: Box::default(),
             endpoint_attrs_len: 0,
             endpoint_parses: [false; 2],
         };
-        reg.render();
+        reg.render(&links);
         self.remove_entry(reg.id);
         self.insert_entry(reg);
         Ok(())
@@ -790,6 +925,27 @@ impl RdState {
     /// never reused).
     pub fn reserve_ids(&mut self, next_id: u64) {
         self.next_id = self.next_id.max(next_id);
+    }
+
+    /// The ascending ids of the registrations that may match every criterion, from
+    /// the attribute index; `None` to scan them all (no criterion the index can
+    /// narrow down).
+    fn candidates(&self, criteria: &[(String, String)]) -> Option<Vec<u64>> {
+        // Past this many candidates, intersecting costs about what scanning does.
+        let limit = self.registrations.len() / 2 + 16;
+        let mut best: Option<Vec<u64>> = None;
+        for (name, pattern) in criteria {
+            if let Some(ids) = self.index.candidates(name, pattern, limit) {
+                best = Some(match best {
+                    Some(prev) => index::intersect(&prev, &ids),
+                    None => ids,
+                });
+                if best.as_ref().is_some_and(Vec::is_empty) {
+                    break;
+                }
+            }
+        }
+        best
     }
 
     /// A lookup (RFC 9176 §6): the link-format payload of the matching links, resolved,
@@ -825,7 +981,16 @@ impl RdState {
         let criteria = &query.criteria;
         let stems = stems(criteria);
         let mut done = vec![false; criteria.len()];
-        for reg in self.registrations.values() {
+        let candidates = if self.use_index {
+            self.candidates(criteria)
+        } else {
+            None
+        };
+        let regs: Box<dyn Iterator<Item = &Registration>> = match &candidates {
+            Some(ids) => Box::new(ids.iter().filter_map(|id| self.registrations.get(id))),
+            None => Box::new(self.registrations.values()),
+        };
+        for reg in regs {
             if !reg.is_active(now) || !reg.visible_to(requester) {
                 continue;
             }
@@ -840,7 +1005,7 @@ impl RdState {
                                 && first_link(text)
                                     .is_some_and(|l| matches_filter(&l, name, pattern))
                         };
-                        one(&reg.endpoint_link) || reg.resolved.iter().any(|text| one(text))
+                        one(&reg.endpoint_link) || reg.resolved_links().any(one)
                     });
                     if matched && !out.push(&reg.endpoint_link)? {
                         break;
@@ -862,7 +1027,7 @@ impl RdState {
                         done.fill(false);
                     }
                     let mut more = true;
-                    for text in &reg.resolved {
+                    for text in reg.resolved_links() {
                         let matched = done.iter().all(|d| *d)
                             || (done
                                 .iter()

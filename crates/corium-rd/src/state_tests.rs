@@ -945,3 +945,132 @@ fn store_round_trip() {
         .unwrap();
     assert_eq!(m.id(), Some(50));
 }
+
+/// The attribute index narrows lookups down without changing any result: every query
+/// over a varied directory answers the same as a full scan, pagination included.
+#[test]
+fn index_gives_the_same_results_as_scanning() {
+    let now = t0();
+    let mut st = RdState::new(RdConfig::default());
+    let docs = [
+        "</s/t>;rt=\"temperature-c sensor\";if=sensor;ct=40,</s/h>;rt=humidity;obs",
+        "</a>;anchor=\"/x\";rel=\"describedby alternate\";title=\"a \\\"quoted\\\" one\"",
+        "</l>;rt=light;if=\"core.a core.s\";ct=\"0 40\"",
+        "<coap://other/t>;rt=temperature-c;RT=Upper;ct=0",
+        "",
+    ];
+    for i in 0..40u64 {
+        let who = from(&format!("[2001:db8::{}]:5683", i % 7 + 1));
+        let q = format!(
+            "ep=node{i}&d={}&et=type{}{}",
+            ["floor1", "floor2"][(i % 2) as usize],
+            i % 3,
+            if i % 5 == 0 { "&flag&x=\"y z\"" } else { "" }
+        );
+        register(&mut st, &q, docs[(i % 5) as usize], &who, now);
+    }
+    // Some registrations change and go.
+    let m = st.plan_remove(4, &from("[2001:db8::4]:5683")).unwrap();
+    st.apply(m);
+    let m = st
+        .plan_update(
+            6,
+            &params("et=changed"),
+            b"</new>;rt=fresh",
+            Some(40),
+            &from("[2001:db8::6]:5683"),
+            now,
+        )
+        .unwrap();
+    st.apply(m);
+    let queries = [
+        "",
+        "rt=temperature-c",
+        "rt=temp*",
+        "rt=sensor",
+        "rt=*",
+        "rt=upper",
+        "RT=Upper",
+        "if=core.s",
+        "ct=40",
+        "ct=0",
+        "ct=4*",
+        "obs",
+        "obs=",
+        "ep=node7",
+        "ep=node1*",
+        "d=floor2&rt=light",
+        "d=floor1&ct=0",
+        "et=type1&rt=humidity",
+        "et=changed",
+        "rt=fresh",
+        "rt=core.rd-ep",
+        "rel=alternate",
+        "title=a \"quoted\" one",
+        "title=a*",
+        "title=quoted",
+        "anchor=coap*",
+        "href=/rd/1*",
+        "href=coap://other/t",
+        "base=coap*",
+        "flag",
+        "x=y z",
+        "x=z",
+        "nothing=here",
+        "rt=temp*&page=1&count=3",
+        "ep=node2*&page=0&count=2",
+    ];
+    for q in queries {
+        for kind in [LookupKind::Endpoint, LookupKind::Resource] {
+            st.use_index = true;
+            let indexed = st.lookup(kind, &query(q), None, now);
+            st.use_index = false;
+            let scanned = st.lookup(kind, &query(q), None, now);
+            assert_eq!(
+                indexed.map_err(|e| e.to_string()),
+                scanned.map_err(|e| e.to_string()),
+                "{kind:?} {q}"
+            );
+        }
+    }
+    st.use_index = true;
+    assert!(!res(&st, "rt=temp*", now).is_empty());
+    assert!(!eps(&st, "et=changed", now).is_empty());
+}
+
+/// A registration made under a security identity (DTLS PSK, OSCORE) is bound to that
+/// identity, not to the address (RFC 9176 §7.5): the same identity may change it from
+/// another address, nobody else may, not even from the registrant's address.
+#[test]
+fn security_identities_own_registrations() {
+    let now = t0();
+    let mut st = RdState::new(RdConfig::default());
+    let addr: SocketAddr = "[2001:db8::1]:5684".parse().unwrap();
+    let moved: SocketAddr = "[2001:db8::9]:40000".parse().unwrap();
+    let policy = AccessPolicy::SameEndpoint;
+    let alice = Requester::secured(addr, policy, SecurityKind::DtlsPsk, "alice");
+    let id = register(&mut st, "ep=sensor", "</t>", &alice, now);
+    let alice_moved = Requester::secured(moved, policy, SecurityKind::DtlsPsk, "alice");
+    let m = st
+        .plan_update(id, &params("lt=60"), b"", None, &alice_moved, now)
+        .unwrap();
+    st.apply(m);
+    let mallory = Requester::secured(addr, policy, SecurityKind::DtlsPsk, "mallory");
+    let plain = Requester::new(addr, policy);
+    let oscore = Requester::secured(addr, policy, SecurityKind::Oscore, "alice");
+    for who in [&mallory, &plain, &oscore] {
+        assert!(matches!(st.plan_remove(id, who), Err(RdError::Forbidden)));
+        assert!(matches!(
+            st.plan_register(&params("ep=sensor"), b"</x>", None, who, false, now),
+            Err(RdError::Forbidden)
+        ));
+    }
+    // An identity is kept unambiguous.
+    assert_ne!(
+        Identity::of_security(policy, SecurityKind::DtlsPsk, "a:1"),
+        Identity::of_security(policy, SecurityKind::DtlsPsk, "a").clone()
+    );
+    let m = st.plan_remove(id, &alice_moved).unwrap();
+    st.apply(m);
+    assert!(st.is_empty());
+}

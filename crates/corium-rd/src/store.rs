@@ -5,7 +5,9 @@
 //! The RD calls [`RegistrationStore::commit`] with every change and answers the
 //! request only after the returned future resolved `Ok`: an acknowledged registration,
 //! update or removal is durable (as durable as the store makes it). Commits are
-//! serialised by the RD, one at a time, in the order the changes were made.
+//! serialised by the RD, one at a time, in the order the changes were made; one commit
+//! carries every change queued while the previous one ran (group commit), its
+//! operations in order.
 //!
 //! The trait is asynchronous and object-safe so that a networked store (a replicated
 //! log, a SQL server) can implement it; its records carry absolute wall-clock expiry

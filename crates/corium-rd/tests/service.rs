@@ -722,3 +722,335 @@ async fn simple_registration_verifies_the_address_first() {
     assert_eq!((code, gets), (Code::UNAUTHORIZED, 0));
     rd.shutdown().await;
 }
+
+/// A store that counts commits and makes each one slow (like an fsync), and can fail.
+#[derive(Default)]
+struct SlowStore {
+    inner: MemoryStore,
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+impl RegistrationStore for SlowStore {
+    fn load(&self) -> corium_rd::StoreFuture<'_, corium_rd::Loaded> {
+        self.inner.load()
+    }
+
+    fn commit(&self, ops: Vec<corium_rd::StoreOp>) -> corium_rd::StoreFuture<'_, ()> {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.inner.commit(ops).await
+        })
+    }
+}
+
+/// Group commit: registrations arriving while a commit runs are committed together,
+/// every one is durable when acknowledged, and a failed group commit rolls back all of
+/// its changes (and those planned on top of them).
+#[tokio::test]
+async fn concurrent_changes_share_commits() {
+    let store = Arc::new(SlowStore::default());
+    let rd = ResourceDirectory::open(RdConfig::default(), store.clone())
+        .await
+        .unwrap();
+    let register = |i: usize| {
+        let rd = rd.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let params = corium_rd::RegistrationParams::from_query(
+                [format!("ep=n{i}").into_bytes()].iter().map(Vec::as_slice),
+                8,
+            )
+            .unwrap();
+            let who = corium_rd::Requester::new(
+                SocketAddr::from(([192, 0, 2, 1], 5000 + i as u16)),
+                corium_rd::AccessPolicy::SameEndpoint,
+            );
+            let result = rd.register(&params, "</t>;rt=x", &who).await;
+            // Acknowledged means stored.
+            if let Ok(id) = result {
+                assert!(store.inner.snapshot().iter().any(|r| r.id == id));
+            }
+            result
+        })
+    };
+    let tasks: Vec<_> = (0..50).map(register).collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let commits = store.commits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(commits < 50, "{commits} commits for 50 registrations");
+    assert_eq!(store.inner.snapshot().len(), 50);
+    assert_eq!(rd.registration_count(), 50);
+
+    store.inner.fail_commits(true);
+    let tasks: Vec<_> = (50..70).map(register).collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+    assert_eq!(rd.registration_count(), 50);
+    let q = LookupQuery::default();
+    let found = rd.lookup(LookupKind::Endpoint, &q, None).unwrap();
+    assert_eq!(found.matches("core.rd-ep").count(), 50);
+    store.inner.fail_commits(false);
+    let id = register(70).await.unwrap().unwrap();
+    assert_eq!(id, 51, "rolled-back ids are given out again");
+    assert_eq!(store.inner.snapshot().len(), 51);
+}
+
+/// RFC 9176 §5.3.4 with `fresh_updates`: an update or removal without a fresh Echo
+/// value is answered 4.01 with one (Figure 18) and changes nothing; repeated with the
+/// value it runs. Registration and lookups are not affected.
+#[tokio::test]
+async fn updates_require_freshness_when_configured() {
+    let config = RdConfig {
+        fresh_updates: Some(Duration::from_secs(60)),
+        ..RdConfig::default()
+    };
+    let rd = start(config, Arc::new(MemoryStore::new())).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let send = |mid: u16, code: Code, path: &[&str], query: &[&str], echo: Option<Vec<u8>>| {
+        let token = mid.to_be_bytes();
+        let mut buf = [0u8; 1500];
+        let mut w =
+            MessageWriter::new(&mut buf, MessageType::Confirmable, code, mid, &token).unwrap();
+        for p in path {
+            w.option(OptionNumber::URI_PATH, p.as_bytes()).unwrap();
+        }
+        for q in query {
+            w.option(OptionNumber::URI_QUERY, q.as_bytes()).unwrap();
+        }
+        if let Some(e) = &echo {
+            w.option(OptionNumber::ECHO, e).unwrap();
+        }
+        let n = w.finish();
+        buf[..n].to_vec()
+    };
+    let exchange = |bytes: Vec<u8>| {
+        let sock = &sock;
+        async move {
+            sock.send_to(&bytes, rd.addr).await.unwrap();
+            let mut rx = [0u8; 1500];
+            let len = tokio::time::timeout(LIMIT, sock.recv(&mut rx))
+                .await
+                .expect("answer")
+                .unwrap();
+            let msg = Message::parse(&rx[..len]).expect("well-formed message");
+            (
+                msg.code(),
+                msg.option(OptionNumber::ECHO).map(<[u8]>::to_vec),
+            )
+        }
+    };
+    let (code, _) = exchange(send(1, Code::POST, &["rd"], &["ep=fresh"], None)).await;
+    assert_eq!(code, Code::CREATED, "registration needs no Echo");
+    let (code, echo) = exchange(send(2, Code::POST, &["rd", "1"], &["lt=7200"], None)).await;
+    assert_eq!(code, Code::UNAUTHORIZED);
+    let echo = echo.expect("an Echo value in the 4.01");
+    assert_eq!(rd.rd.with_state(|s| s.get(1).unwrap().lifetime()), 90_000);
+    let (code, _) = exchange(send(
+        3,
+        Code::POST,
+        &["rd", "1"],
+        &["lt=7200"],
+        Some(echo.clone()),
+    ))
+    .await;
+    assert_eq!(code, Code::CHANGED);
+    assert_eq!(rd.rd.with_state(|s| s.get(1).unwrap().lifetime()), 7200);
+    let (code, _) = exchange(send(4, Code::DELETE, &["rd", "1"], &[], None)).await;
+    assert_eq!(code, Code::UNAUTHORIZED);
+    let (code, _) = exchange(send(5, Code::DELETE, &["rd", "1"], &[], Some(echo))).await;
+    assert_eq!(code, Code::DELETED);
+    assert_eq!(rd.rd.registration_count(), 0);
+    rd.shutdown().await;
+}
+
+/// The JSON and CBOR link formats (draft-ietf-core-links-json): registrations in
+/// either, lookups answered in the format the Accept option asks for, and other
+/// formats refused with 4.15 / 4.06.
+#[tokio::test]
+async fn json_and_cbor_link_formats() {
+    let rd = start_memory().await;
+    let c = client().await;
+    let send = |code: Code, uri: String, cf: Option<u16>, accept: Option<u16>, body: Vec<u8>| {
+        let mut req = c.request(code, &uri).payload(body);
+        if let Some(cf) = cf {
+            req = req.content_format(ContentFormat(cf));
+        }
+        if let Some(a) = accept {
+            req = req.accept(ContentFormat(a));
+        }
+        async move {
+            tokio::time::timeout(LIMIT, req.send())
+                .await
+                .expect("in time")
+                .expect("response")
+        }
+    };
+    let json = br#"[{"href":"/t","rt":"temperature","obs":true},{"href":"/h","rt":["a","b"]}]"#;
+    let r = send(
+        Code::POST,
+        rd.uri("/rd?ep=j&base=coap://h"),
+        Some(504),
+        None,
+        json.to_vec(),
+    )
+    .await;
+    assert_eq!(r.code, Code::CREATED);
+    // [{1: "/x", 9: "cold"}]
+    let cbor = b"\x81\xa2\x01\x62/x\x09\x64cold".to_vec();
+    let r = send(
+        Code::POST,
+        rd.uri("/rd?ep=c&base=coap://c"),
+        Some(64),
+        None,
+        cbor,
+    )
+    .await;
+    assert_eq!(r.code, Code::CREATED);
+    let r = get(&c, &rd.uri("/rd-lookup/res")).await;
+    assert_eq!(
+        text(&r),
+        "<coap://h/t>;rt=temperature;obs,<coap://h/h>;rt=a;rt=b,<coap://c/x>;rt=cold"
+    );
+    let r = send(
+        Code::GET,
+        rd.uri("/rd-lookup/res?rt=temperature"),
+        None,
+        Some(504),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.content_format(), Some(ContentFormat(504)));
+    assert_eq!(
+        text(&r),
+        r#"[{"href":"coap://h/t","rt":"temperature","obs":true}]"#
+    );
+    let r = send(
+        Code::GET,
+        rd.uri("/rd-lookup/res?rt=cold"),
+        None,
+        Some(64),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.content_format(), Some(ContentFormat(64)));
+    let expected = b"\x81\xa2\x01\x6acoap://c/x\x09\x64cold".to_vec();
+    assert_eq!(r.payload, expected);
+    let r = send(
+        Code::GET,
+        rd.uri("/rd-lookup/res"),
+        None,
+        Some(50),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.code, Code::NOT_ACCEPTABLE);
+    let r = send(
+        Code::POST,
+        rd.uri("/rd?ep=x"),
+        Some(50),
+        None,
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(r.code, Code::UNSUPPORTED_CONTENT_FORMAT);
+    let r = send(
+        Code::POST,
+        rd.uri("/rd?ep=x"),
+        Some(504),
+        None,
+        b"[{}]".to_vec(),
+    )
+    .await;
+    assert_eq!(r.code, Code::BAD_REQUEST);
+    rd.shutdown().await;
+}
+
+/// RFC 9176 §7.5 with OSCORE (RFC 8613): a registration made under a security context is
+/// bound to that context, not to the address. The same context from another address
+/// (its sequence numbers continued) may update it; another context, or a plain request
+/// from the registrant's own address, may not.
+#[tokio::test]
+async fn oscore_registrations_are_bound_to_the_security_context() {
+    use corium::corium_oscore::{SecurityContext, SecurityContextSet};
+    use corium::{OscoreClient, OscoreServer};
+    const SECRET: [u8; 16] = *b"rd-oscore-secret";
+    const RD_ID: &[u8] = &[0x01];
+    let context = |sender: &[u8], recipient: &[u8]| {
+        SecurityContext::builder(&SECRET, sender, recipient)
+            .build()
+            .expect("context")
+    };
+    let mut set = SecurityContextSet::new(4);
+    for client_id in [&[0xa1][..], &[0xb2][..]] {
+        set.insert(context(RD_ID, client_id)).expect("insert");
+    }
+    let rd = ResourceDirectory::open(RdConfig::default(), Arc::new(MemoryStore::new()))
+        .await
+        .expect("open RD");
+    let server = Server::builder()
+        .oscore(OscoreServer::new(set))
+        .bind(&["127.0.0.1:0".parse().unwrap()], rd.router())
+        .await
+        .expect("bind");
+    let addr = server.local_addrs()[0];
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        addr,
+        rd,
+        stop: Some(stop),
+        task,
+    };
+    let pattern = running.uri("/rd*");
+    let protected = |ctx: SecurityContext| {
+        let pattern = pattern.clone();
+        async move {
+            Client::builder()
+                .oscore(OscoreClient::new().context(&pattern, ctx))
+                .bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .expect("bind client")
+        }
+    };
+
+    let owner = protected(context(&[0xa1], RD_ID)).await;
+    let created = post(&owner, &running.uri("/rd?ep=sensor"), "</t>").await;
+    assert_eq!(created.code, Code::CREATED);
+    let reg = format!("/{}", location(&created));
+
+    // Another context: refused, and a plain request from another socket too.
+    let other = protected(context(&[0xb2], RD_ID)).await;
+    assert_eq!(
+        post(&other, &running.uri(&reg), "").await.code,
+        Code::FORBIDDEN
+    );
+    let plain = client().await;
+    assert_eq!(
+        post(&plain, &running.uri(&reg), "").await.code,
+        Code::FORBIDDEN
+    );
+    assert_eq!(
+        delete(&plain, &running.uri(&reg)).await.code,
+        Code::FORBIDDEN
+    );
+
+    // The owner's context from a new address (a restarted device, a NAT rebinding).
+    let moved_ctx = SecurityContext::builder(&SECRET, &[0xa1], RD_ID)
+        .sender_sequence_number(1_000)
+        .build()
+        .expect("context");
+    let moved = protected(moved_ctx).await;
+    assert_ne!(moved.local_addr().unwrap(), owner.local_addr().unwrap());
+    assert_eq!(
+        post(&moved, &running.uri(&reg), "").await.code,
+        Code::CHANGED
+    );
+    assert_eq!(delete(&moved, &running.uri(&reg)).await.code, Code::DELETED);
+    running.shutdown().await;
+}

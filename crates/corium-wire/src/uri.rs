@@ -257,10 +257,16 @@ fn parse_authority(authority: &str) -> Result<(Host<'_>, Option<u16>), UriError>
         let (addr, zone) = match literal.find('%') {
             Some(i) => {
                 // RFC 6874: ZoneID = 1*( unreserved / pct-encoded ), introduced by "%25".
-                let zone = literal[i..]
-                    .strip_prefix("%25")
-                    .filter(|z| !z.is_empty())
-                    .ok_or(UriError::InvalidHost)?;
+                // A bare "%" (`[fe80::1%eth0]`, as people type it and RFC 6874 §4 lets
+                // parsers accept) introduces it too.
+                let raw = &literal[i..];
+                let zone = match raw.strip_prefix("%25") {
+                    Some(encoded) => encoded,
+                    None => &raw[1..],
+                };
+                if zone.is_empty() {
+                    return Err(UriError::InvalidHost);
+                }
                 validate(zone, is_unreserved, UriError::InvalidHost)?;
                 (&literal[..i], Some(zone))
             }
@@ -763,6 +769,13 @@ mod tests {
         assert_eq!(u.port, Some(1234));
         assert_eq!(u.path, "");
         assert_eq!(std::format!("{u}"), "coap://[fe80::1%25eth0]:1234");
+        // RFC 6874 §4: a bare "%" is accepted too, and printed in the standard form.
+        let u = Uri::parse("coap://[ff02::fd%2]/.well-known/core").unwrap();
+        assert_eq!(u.host, Host::Ipv6("ff02::fd".parse().unwrap(), Some("2")));
+        assert_eq!(
+            std::format!("{u}"),
+            "coap://[ff02::fd%252]/.well-known/core"
+        );
         // Not dotted-quad by RFC 3986 rules: a reg-name.
         assert_eq!(
             Uri::parse("coap://01.2.3.4").unwrap().host,
@@ -809,7 +822,7 @@ mod tests {
             ("coap://[::1]x/", InvalidHost),
             ("coap://[v1.x]/", InvalidHost),
             ("coap://[1.2.3.4]/", InvalidHost),
-            ("coap://[fe80::1%eth0]/", InvalidHost),
+            ("coap://[fe80::1%]/", InvalidHost),
             ("coap://[fe80::1%25]/", InvalidHost),
             ("coap://h^st/", InvalidHost),
             ("coap://h:65536/", InvalidPort),

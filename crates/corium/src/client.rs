@@ -1049,6 +1049,7 @@ impl RequestBuilder {
                 )));
             }
             let group = client.reachable(group)?;
+            let (request_copy, unicast) = (request.clone(), options.clone());
             let key = client.next_key();
             let (tx, mut rx) = mpsc::unbounded_channel();
             client.command(Command::Multicast {
@@ -1071,6 +1072,22 @@ impl RequestBuilder {
                 responses.push(response);
             }
             guard.armed = false;
+            // RFC 7959 §2.8: a server answers a group request with the first block of a
+            // large response (one limiting amplification always does, RFC 9175 §2.4
+            // item 3, with an Echo value that the unicast follow-ups carry back); the
+            // rest comes by unicast from each server.
+            for (peer, response) in &mut responses {
+                if block2_of(response).is_some_and(|b| b.num == 0 && b.more) {
+                    let first = std::mem::replace(response, Response::new(response.code));
+                    match client
+                        .remaining_blocks(*peer, &request_copy, first.clone(), &unicast)
+                        .await
+                    {
+                        Ok(Blocks::Complete(whole)) => *response = whole,
+                        _ => *response = first,
+                    }
+                }
+            }
             Ok(responses)
         }
         .await;

@@ -656,9 +656,9 @@ impl Driver {
                 self.endpoint.handle_connected(now, peer);
             }
             ConnEvent::Message { peer, data } => self.stream_message(now, peer, &data),
-            ConnEvent::Messages { peer, batch } => {
-                for data in batch {
-                    self.stream_message(now, peer, &data);
+            ConnEvent::Frames { peer, data } => {
+                for message in crate::tcp::frames(&data) {
+                    self.stream_message(now, peer, message);
                 }
             }
             ConnEvent::FramingError { peer, err } => {
@@ -1074,12 +1074,37 @@ impl Driver {
             }
             return true;
         }
+        // RFC 9175 §2.4 item 1: an unsafe request to a resource that wants fresh requests
+        // runs only with an Echo value made recently for this client; else 4.01 with a
+        // new one (protected under OSCORE by `respond`: Echo is class E, §2.3).
+        if !matches!(request.method, Code::GET | Code::FETCH) {
+            if let Some(max_age) = server.router.freshness_for(&request) {
+                let echo = request.options.get(corium_proto::wire::OptionNumber::ECHO);
+                let fresh =
+                    echo.is_some_and(|v| self.endpoint.echo_is_fresh(now(), &peer, v, max_age));
+                if !fresh {
+                    let mut challenge = Response::new(Code::UNAUTHORIZED);
+                    challenge.options.set(
+                        corium_proto::wire::OptionNumber::ECHO,
+                        self.endpoint.echo_value(now(), &peer),
+                    );
+                    self.respond(id, challenge);
+                    return true;
+                }
+            }
+        }
         match server.router.resolve(&request, multicast) {
             Resolution::Respond(response) => {
                 self.respond(id, response);
                 true
             }
             Resolution::Handler(handler, params, observable) => {
+                // RFC 8613: who protected it (the sealer is there only if it was).
+                let oscore_identity = server
+                    .oscore
+                    .as_ref()
+                    .and_then(|o| o.pending.get(&id))
+                    .map(crate::oscore::Sealer::identity);
                 if let (Some(observable), Some(0), Code::GET | Code::FETCH) =
                     (observable, observe, request.method)
                 {
@@ -1107,6 +1132,7 @@ impl Driver {
                 let ctx = crate::server::RequestContext {
                     peer,
                     security,
+                    oscore: oscore_identity,
                     request,
                     multicast,
                     confirmable,

@@ -52,6 +52,20 @@
 //! message_1 only and returns message_3 with the session;
 //! [`OscoreClient::edhoc_context`](crate::OscoreClient::edhoc_context) sends it with the
 //! first protected request.
+//!
+//! # Restarts
+//!
+//! EDHOC-derived OSCORE contexts live in memory only, on both sides, and that is what
+//! keeps them safe across restarts without the sequence-number persistence of RFC 8613
+//! Appendix B.1.1 (which [`SequenceFile`](crate::SequenceFile) does for configured
+//! contexts): their Master Secret and Salt come from the exchange's ephemeral
+//! Diffie-Hellman keys (RFC 9528 §4.1, Appendix A.1), which are never stored, so no
+//! process can ever build the same context again, and a fresh context after a restart
+//! has fresh keys, under which sequence number 0 is a new nonce. A restarted server has
+//! no EDHOC contexts: a client still holding one gets an unprotected 4.01 (kid unknown)
+//! or 4.00 (the kid now names a newer context it cannot decrypt for, RFC 8613 §8.2),
+//! never a resource, and has to run EDHOC again; a restarted client runs EDHOC anew
+//! anyway. (aiocoap does not persist them either.)
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -89,7 +89,7 @@ pub use observe::{Observable, Observation};
 pub use oscore::{OscoreClient, OscoreServer, SequenceFile, PERSIST_STEP, REBOOT_MARGIN};
 pub use resource::{continue_block1, Handler, HandlerFuture, Resource, ResourceAttrs};
 pub use router::Router;
-pub use server::{RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
+pub use server::{OscoreIdentity, RequestContext, Server, ServerBuilder, DEFAULT_SHUTDOWN_GRACE};
 pub use tcp::{StreamLimits, DEFAULT_STREAM_MESSAGE_SIZE, WRITE_BACKLOG};
 pub use udp::{canonical as canonical_addr, MAX_DATAGRAM_SIZE, SOCKET_BUFFER_SIZE};
 

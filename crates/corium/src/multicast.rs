@@ -59,7 +59,26 @@ impl MulticastGroup {
         }
     }
 
-    /// The three All-CoAP-Nodes groups on the interfaces the system chooses.
+    /// The All-CoAP-Nodes groups as a server joins them: 224.0.1.187 and ff05::fd on the
+    /// interfaces the system chooses, and the link-local ff02::fd once per link, on every
+    /// interface that is up and multicast-capable (a link-local group needs its interface,
+    /// RFC 4007 §11; interfaces are read from `/sys/class/net` on Linux, none elsewhere).
+    pub fn all_coap_nodes_per_link() -> Vec<MulticastGroup> {
+        let mut groups = vec![
+            MulticastGroup::new(IpAddr::V4(ALL_COAP_NODES_V4)),
+            MulticastGroup::new(IpAddr::V6(ALL_COAP_NODES_V6_SITE)),
+        ];
+        groups.extend(multicast_links().into_iter().map(|index| MulticastGroup {
+            group: IpAddr::V6(ALL_COAP_NODES_V6_LINK),
+            interface: Some(MulticastInterface::Index(index)),
+        }));
+        groups
+    }
+
+    /// The three All-CoAP-Nodes groups on the interfaces the system chooses. The
+    /// link-local ff02::fd cannot be bound that way (see
+    /// [`all_coap_nodes_per_link`](Self::all_coap_nodes_per_link)); this list is the
+    /// client's set of destinations.
     pub fn all_coap_nodes() -> [MulticastGroup; 3] {
         [
             MulticastGroup::new(IpAddr::V4(ALL_COAP_NODES_V4)),
@@ -67,6 +86,28 @@ impl MulticastGroup {
             MulticastGroup::new(IpAddr::V6(ALL_COAP_NODES_V6_SITE)),
         ]
     }
+}
+
+/// Indexes of the interfaces that are up and multicast-capable (`IFF_UP | IFF_MULTICAST`
+/// in `/sys/class/net/*/flags`).
+fn multicast_links() -> Vec<u32> {
+    const IFF_UP: u32 = 0x1;
+    const IFF_MULTICAST: u32 = 0x1000;
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+    let mut links: Vec<u32> = dir
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let flags = read(entry.path().join("flags"))?;
+            let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+            let index = read(entry.path().join("ifindex"))?.trim().parse().ok()?;
+            (flags & (IFF_UP | IFF_MULTICAST) == IFF_UP | IFF_MULTICAST).then_some(index)
+        })
+        .collect();
+    links.sort_unstable();
+    links
 }
 
 /// Binds a socket to `group`:`port` and joins the group (see the module docs).
@@ -77,7 +118,7 @@ pub(crate) fn bind_group(group: MulticastGroup, port: u16) -> io::Result<UdpSock
             format!("{} is not a multicast address", group.group),
         ));
     }
-    let addr = SocketAddr::new(group.group, port);
+    let mut addr = SocketAddr::new(group.group, port);
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Several servers on one host join the same group and port.
     socket.set_reuse_address(true)?;
@@ -107,7 +148,17 @@ pub(crate) fn bind_group(group: MulticastGroup, port: u16) -> io::Result<UdpSock
                 }
                 None => 0,
             };
+            // A link-local group (ff02::/16) exists once per link: the kernel binds to it
+            // only with the link's interface as the scope ID (RFC 4007 §11), so joining it
+            // on "the interface the system chooses" cannot work; say so instead of EINVAL.
+            if index == 0 && (g.segments()[0] & 0x000f) == 0x2 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{g} is link-local: name the interface (index), e.g. {g}@1"),
+                ));
+            }
             socket.join_multicast_v6(&g, index)?;
+            addr = SocketAddr::V6(std::net::SocketAddrV6::new(g, port, 0, index));
         }
     }
     socket.set_nonblocking(true)?;

@@ -411,7 +411,9 @@ async fn inner_upload(
 }
 
 /// One protected request and its verified response, answering a 4.01 + Echo challenge
-/// once (RFC 8613 Appendix B.1.2, RFC 9175 §2.3).
+/// (RFC 8613 Appendix B.1.2, RFC 9175 §2.3): at most twice, each time with a new value,
+/// since a server that just re-established its replay window with one Echo value may
+/// still want the request fresh for the resource (RFC 9175 §2.4 item 1) with another.
 async fn exchange(
     client: &Client,
     peer: SocketAddr,
@@ -419,19 +421,26 @@ async fn exchange(
     options: &RequestOptions,
     ctx: &ClientContext,
 ) -> Result<Response, Error> {
-    let (outer, mut binding) = ctx.protect(request)?;
-    let reply = send_outer(client, peer, outer, options).await?;
-    let response = ctx.unprotect(&mut binding, &reply)?;
-    let echo = match response.options.get(OptionNumber::ECHO) {
-        Some(echo) if response.code == Code::UNAUTHORIZED => echo.to_vec(),
-        _ => return Ok(response),
-    };
-    tracing::debug!(%peer, "OSCORE: answering the server's Echo challenge (RFC 8613 B.1.2)");
-    let mut again = request.clone();
-    again.options.set(OptionNumber::ECHO, echo);
-    let (outer, mut binding) = ctx.protect(&again)?;
-    let reply = send_outer(client, peer, outer, options).await?;
-    ctx.unprotect(&mut binding, &reply)
+    let mut attempt = request.clone();
+    let mut challenges = 0;
+    loop {
+        let (outer, mut binding) = ctx.protect(&attempt)?;
+        let reply = send_outer(client, peer, outer, options).await?;
+        let response = ctx.unprotect(&mut binding, &reply)?;
+        let echo = match response.options.get(OptionNumber::ECHO) {
+            Some(echo)
+                if response.code == Code::UNAUTHORIZED
+                    && challenges < 2
+                    && attempt.options.get(OptionNumber::ECHO) != Some(echo) =>
+            {
+                echo.to_vec()
+            }
+            _ => return Ok(response),
+        };
+        challenges += 1;
+        tracing::debug!(%peer, "OSCORE: answering the server's Echo challenge (RFC 9175 §2.3)");
+        attempt.options.set(OptionNumber::ECHO, echo);
+    }
 }
 
 /// The largest CoAP message sent in one datagram without outer Block1 (RFC 7252 §4.6:
@@ -1057,6 +1066,14 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
+    /// The context that verified the request ([`RequestContext::oscore`](crate::RequestContext::oscore)).
+    pub(crate) fn identity(&self) -> crate::OscoreIdentity {
+        crate::OscoreIdentity {
+            sender_id: self.binding.kid().into(),
+            id_context: self.binding.id_context().map(Into::into),
+        }
+    }
+
     fn protect(&mut self, response: &Response) -> Option<Response> {
         let mut state = lock(&self.shared.state);
         let Some(ctx) = state.set.for_binding(&self.binding) else {

@@ -36,6 +36,33 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send + 'static>
 pub trait Handler: Send + Sync + 'static {
     /// Starts handling one request.
     fn call(&self, ctx: RequestContext) -> HandlerFuture;
+
+    /// Answers at once, without a future, when the handler can: the runtime tries this
+    /// first and calls [`call`](Self::call) with the context handed back otherwise.
+    /// The default hands it back; the synchronous handlers of [`Resource::get_sync`]
+    /// and [`Resource::method_sync`] answer, so a request to them allocates no future
+    /// (issue 8: nothing allocated per request on the plain GET path but the
+    /// response's own payload).
+    #[allow(clippy::result_large_err)]
+    fn call_now(&self, ctx: RequestContext) -> Result<Response, RequestContext> {
+        Err(ctx)
+    }
+}
+
+/// A synchronous handler ([`Resource::method_sync`]).
+struct SyncHandler<F>(F);
+
+impl<F> Handler for SyncHandler<F>
+where
+    F: Fn(RequestContext) -> Response + Send + Sync + 'static,
+{
+    fn call(&self, ctx: RequestContext) -> HandlerFuture {
+        Box::pin(std::future::ready((self.0)(ctx)))
+    }
+
+    fn call_now(&self, ctx: RequestContext) -> Result<Response, RequestContext> {
+        Ok((self.0)(ctx))
+    }
 }
 
 impl<F, Fut> Handler for F
@@ -105,6 +132,8 @@ pub struct Resource {
     pub(crate) non_atomic: bool,
     /// Set by [`verified_address`](Self::verified_address) (RFC 9175 §2.4 item 3).
     pub(crate) verified_address: bool,
+    /// Set by [`require_fresh`](Self::require_fresh) (RFC 9175 §2.4 item 1).
+    pub(crate) freshness: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Resource {
@@ -149,6 +178,23 @@ impl Resource {
         self
     }
 
+    /// Runs unsafe requests (POST, PUT, DELETE, PATCH, iPATCH) only when they are fresh
+    /// (RFC 9175 §2.4 item 1, for actuators): a request without an Echo value this
+    /// server made for the client at most `max_age` ago is not handed to the handler but
+    /// answered 4.01 Unauthorized with a new Echo value (§2.3), and its repetition with
+    /// that value runs. Under OSCORE the Echo option is inside the protection (class E,
+    /// RFC 8613 §4.1) and so is the 4.01. Safe methods (GET, FETCH) are not affected.
+    /// The values are stateless (a timestamp with a MAC over it and the client's
+    /// address), with a resolution of one second; a value stays usable for several
+    /// requests while it is young enough (§2.4 item 1). Multicast requests are not run
+    /// either: the 4.01 to them is suppressed (RFC 7252 §8.2). An atomic Block1 upload
+    /// is checked once reassembled, so the 4.01 answers its last block, and the Echo
+    /// value has to come with that block.
+    pub fn require_fresh(mut self, max_age: std::time::Duration) -> Self {
+        self.freshness = Some(max_age);
+        self
+    }
+
     /// Handles `method` with `h`, replacing an earlier handler for the same method.
     pub fn method<H: Handler>(mut self, method: Code, h: H) -> Self {
         let h: Arc<dyn Handler> = Arc::new(h);
@@ -162,6 +208,34 @@ impl Resource {
     /// Handles GET (RFC 7252 §5.8.1).
     pub fn get<H: Handler>(self, h: H) -> Self {
         self.method(Code::GET, h)
+    }
+
+    /// Handles `method` with a synchronous function, replacing an earlier handler for
+    /// the same method. It runs on the socket's driver task and must not block; its
+    /// answer is sent at once (piggybacked for a CON, RFC 7252 §5.2.1) and no future
+    /// is allocated for it (see [`Handler::call_now`]). Observe notifications
+    /// (RFC 7641) call it as they call an async handler.
+    ///
+    /// ```
+    /// use corium::{Code, RequestContext, Resource, Response};
+    ///
+    /// let test = Resource::new()
+    ///     .get_sync(|_ctx: RequestContext| Response::with_payload(Code::CONTENT, "hello"));
+    /// ```
+    pub fn method_sync<F>(self, method: Code, f: F) -> Self
+    where
+        F: Fn(RequestContext) -> Response + Send + Sync + 'static,
+    {
+        self.method(method, SyncHandler(f))
+    }
+
+    /// Handles GET (RFC 7252 §5.8.1) with a synchronous function
+    /// ([`method_sync`](Self::method_sync)).
+    pub fn get_sync<F>(self, f: F) -> Self
+    where
+        F: Fn(RequestContext) -> Response + Send + Sync + 'static,
+    {
+        self.method_sync(Code::GET, f)
     }
 
     /// Handles POST (RFC 7252 §5.8.2).

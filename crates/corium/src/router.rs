@@ -172,12 +172,15 @@ struct RouteIndex {
     /// Some resource wants verified client addresses ([`Resource::verified_address`]):
     /// without one, requests skip that lookup.
     any_verified_address: bool,
+    /// Some resource wants fresh unsafe requests ([`Resource::require_fresh`]).
+    any_fresh: bool,
 }
 
 impl RouteIndex {
     fn new(routes: &[Route]) -> RouteIndex {
         let mut index = RouteIndex {
             any_verified_address: routes.iter().any(|r| r.resource.verified_address),
+            any_fresh: routes.iter().any(|r| r.resource.freshness.is_some()),
             ..RouteIndex::default()
         };
         for (i, route) in routes.iter().enumerate() {
@@ -279,6 +282,25 @@ impl Router {
         self
     }
 
+    /// Makes the resource at path pattern `pattern` (as given to [`route`](Self::route);
+    /// `*` for every route) run unsafe requests only when they are fresh, as
+    /// [`Resource::require_fresh`] does (RFC 9175 §2.4 item 1). A pattern without a route
+    /// changes nothing ([`has_route`](Self::has_route) tells).
+    pub fn require_fresh(mut self, pattern: &str, max_age: std::time::Duration) -> Router {
+        for route in &mut self.routes {
+            if pattern == "*" || route.pattern == pattern {
+                route.resource.freshness = Some(max_age);
+            }
+        }
+        self.index = OnceLock::new();
+        self
+    }
+
+    /// Whether a route was added with exactly this path pattern.
+    pub fn has_route(&self, pattern: &str) -> bool {
+        self.routes.iter().any(|r| r.pattern == pattern)
+    }
+
     /// The routes that can match `request`'s path, in route order.
     fn candidates<'a>(&'a self, request: &Request) -> impl Iterator<Item = &'a Route> + 'a {
         self.index()
@@ -334,6 +356,16 @@ impl Router {
             && self
                 .route_for(request)
                 .is_some_and(|route| route.resource.verified_address)
+    }
+
+    /// How fresh `request` must be, when it goes to a resource that wants fresh requests
+    /// ([`Resource::require_fresh`], RFC 9175 §2.4 item 1).
+    pub(crate) fn freshness_for(&self, request: &Request) -> Option<std::time::Duration> {
+        if !self.index().any_fresh {
+            return None;
+        }
+        self.route_for(request)
+            .and_then(|route| route.resource.freshness)
     }
 
     /// The most specific route with a handler for `request`.

@@ -41,7 +41,23 @@ pub struct RequestContext {
     /// The identity the peer proved in the DTLS handshake (`coaps://`, RFC 7252 §9):
     /// its PSK identity (text, lossily decoded); `None` for unsecured transports.
     pub security: Option<Arc<str>>,
+    /// The security context that verified the request when it came protected with OSCORE
+    /// (RFC 8613); `None` for unprotected requests.
+    pub oscore: Option<OscoreIdentity>,
     pub(crate) params: Params,
+}
+
+/// Who protected a request with OSCORE: the security context the server verified it
+/// with, named as RFC 8613 §3.3 names it (the client's Sender ID, which the request
+/// carries as 'kid', and the ID Context). Only a holder of that context's keys can
+/// produce a request that verifies, so this identifies the client end to end, whatever
+/// its address or the proxies on the way.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OscoreIdentity {
+    /// The client's Sender ID (our Recipient ID).
+    pub sender_id: Arc<[u8]>,
+    /// The context's ID Context, if it has one.
+    pub id_context: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for RequestContext {
@@ -52,6 +68,7 @@ impl fmt::Debug for RequestContext {
             .field("multicast", &self.multicast)
             .field("confirmable", &self.confirmable)
             .field("security", &self.security)
+            .field("oscore", &self.oscore)
             .field("params", &self.params)
             .finish()
     }
@@ -66,6 +83,7 @@ impl RequestContext {
             multicast: false,
             confirmable: true,
             security: None,
+            oscore: None,
             params: Vec::new(),
         }
     }
@@ -204,6 +222,7 @@ impl Drop for Responder {
 /// Starts a handler: polls it once on the driver's own task, and answers on the spot
 /// when it is ready (most handlers are: a piggybacked response without a task spawn or a
 /// channel hop). A handler that is still pending continues in a task of its own.
+#[allow(clippy::result_large_err)] // `Handler::call_now` hands the context back.
 pub(crate) fn start_handler(
     handler: Arc<dyn Handler>,
     ctx: RequestContext,
@@ -211,6 +230,12 @@ pub(crate) fn start_handler(
     tx: &mpsc::UnboundedSender<Command>,
 ) -> Option<Response> {
     let (peer, method) = (ctx.peer, ctx.request.method);
+    // A synchronous handler answers without a future (no allocation).
+    let ctx = match catch_unwind(AssertUnwindSafe(|| handler.call_now(ctx))) {
+        Ok(Ok(response)) => return Some(response),
+        Ok(Err(ctx)) => ctx,
+        Err(_) => return Some(response_or_500(None, peer, method)),
+    };
     let mut fut = CatchUnwind::Start(handler, Some(ctx));
     let mut cx = Context::from_waker(std::task::Waker::noop());
     match Pin::new(&mut fut).poll(&mut cx) {
@@ -245,6 +270,8 @@ pub struct ServerBuilder {
     config: EndpointConfig,
     shutdown_grace: Duration,
     reuse_address: bool,
+    /// UDP sockets per address (SO_REUSEPORT when more than one).
+    shards: usize,
     trace: Option<TraceFn>,
     tcp: bool,
     stream_limits: StreamLimits,
@@ -266,6 +293,7 @@ impl fmt::Debug for ServerBuilder {
             .field("config", &self.config)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("reuse_address", &self.reuse_address)
+            .field("shards", &self.shards)
             .field("trace", &self.trace.is_some())
             .finish()
     }
@@ -281,6 +309,7 @@ impl Default for ServerBuilder {
             },
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             reuse_address: false,
+            shards: 1,
             trace: None,
             tcp: false,
             stream_limits: StreamLimits::default(),
@@ -310,8 +339,9 @@ impl ServerBuilder {
     /// automatically). A larger response to an unsafe request, which has taken effect,
     /// is sent in blocks small enough for the limit, the first with an Echo value. On
     /// by default; `None` turns it off. OSCORE requests that verify, DTLS (whose cookie
-    /// exchange verifies addresses) and the RFC 8323 transports are not limited, and
-    /// neither are multicast requests yet.
+    /// exchange verifies addresses) and the RFC 8323 transports are not limited.
+    /// Multicast requests are (RFC 7252 §11.3): a large response to one goes out as a
+    /// first block with an Echo value, the rest by unicast (RFC 7959 §2.8).
     ///
     /// Call it after [`config`](Self::config), which replaces the whole configuration.
     pub fn amplification_limit(mut self, limit: Option<AmplificationLimit>) -> Self {
@@ -422,6 +452,19 @@ impl ServerBuilder {
     /// server bind the same UDP port and silently take its traffic).
     pub fn reuse_address(mut self, yes: bool) -> Self {
         self.reuse_address = yes;
+        self
+    }
+
+    /// Binds `n` UDP sockets to each address instead of one, with SO_REUSEPORT (Linux,
+    /// BSDs): each gets a driver task and endpoint of its own, so the work spreads over
+    /// the runtime's worker threads. The kernel picks the socket by a hash of the
+    /// 4-tuple, so a peer's datagrams always reach the same endpoint and its
+    /// deduplication (RFC 7252 §4.5) and Observe (RFC 7641) state stays in one place;
+    /// a peer whose address or port changes (NAT rebinding) is a new peer anyway. The
+    /// TCP, TLS, WebSocket and DTLS listeners and multicast groups are not sharded.
+    /// 0 counts as 1 (the default).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n.max(1);
         self
     }
 
@@ -568,13 +611,28 @@ impl ServerBuilder {
         let mut attempt = 0;
         'retry: loop {
             attempt += 1;
-            let mut sockets = Vec::with_capacity(addrs.len());
+            let mut sockets = Vec::with_capacity(addrs.len() * self.shards);
+            let sharded = self.shards > 1;
             for &addr in addrs {
-                let bound = udp::bind(addr, V6Mode::Only, self.reuse_address).map_err(|err| {
-                    io::Error::new(err.kind(), format!("cannot bind UDP {addr}: {err}"))
-                })?;
+                let bound = udp::bind_shared(addr, V6Mode::Only, self.reuse_address, sharded)
+                    .map_err(|err| {
+                        io::Error::new(err.kind(), format!("cannot bind UDP {addr}: {err}"))
+                    })?;
                 tracing::debug!(local = %bound.local, "server socket bound");
                 sockets.push(bound);
+            }
+            // The other shards of each address, after the first ones (whose indices the
+            // multicast groups and the TCP listeners below refer to), on the port the
+            // first one got.
+            for i in 0..addrs.len() {
+                for _ in 1..self.shards {
+                    let local = sockets[i].local;
+                    let bound = udp::bind_shared(local, V6Mode::Only, self.reuse_address, true)
+                        .map_err(|err| {
+                            io::Error::new(err.kind(), format!("cannot bind UDP {local}: {err}"))
+                        })?;
+                    sockets.push(bound);
+                }
             }
             let mut listeners = Vec::new();
             if self.tcp {
@@ -661,9 +719,16 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// The bound UDP addresses (with the ports the system chose for port 0).
+    /// The bound UDP addresses (with the ports the system chose for port 0), each once
+    /// even with [`ServerBuilder::shards`].
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().map(|s| s.local).collect()
+        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(self.sockets.len());
+        for s in &self.sockets {
+            if !addrs.contains(&s.local) {
+                addrs.push(s.local);
+            }
+        }
+        addrs
     }
 
     /// The `coap+tcp` listening addresses (empty unless [`ServerBuilder::tcp`]).
@@ -853,6 +918,27 @@ mod tests {
         assert_eq!(ctx("/", &[]).path(), "/");
     }
 
+    #[test]
+    fn sync_handlers_answer_at_once() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let resource = crate::Resource::new()
+            .get_sync(|_ctx: RequestContext| Response::with_payload(Code::CONTENT, "hi"))
+            .method_sync(Code::PUT, |_ctx: RequestContext| panic!("boom"));
+        let get = Arc::clone(resource.handler(Code::GET).unwrap());
+        let r = start_handler(get, ctx("/", &[]), IncomingId(1), &tx);
+        assert_eq!(
+            r.map(|r| (r.code, r.payload)),
+            Some((Code::CONTENT, b"hi".to_vec()))
+        );
+        let put = Arc::clone(resource.handler(Code::PUT).unwrap());
+        let r = start_handler(put, ctx("/", &[]), IncomingId(2), &tx);
+        assert_eq!(r.map(|r| r.code), Some(Code::INTERNAL_SERVER_ERROR));
+        assert!(
+            rx.try_recv().is_err(),
+            "answered on the spot, not through the channel"
+        );
+    }
+
     #[tokio::test]
     async fn panics_are_caught() {
         let handler: Arc<dyn Handler> = Arc::new(|_ctx: RequestContext| async {
@@ -865,5 +951,52 @@ mod tests {
             Arc::new(|_ctx: RequestContext| async { Response::new(Code::CONTENT) });
         let r = CatchUnwind::Start(handler, Some(ctx("/", &[]))).await;
         assert_eq!(r.map(|r| r.code), Some(Code::CONTENT));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn shards_share_the_port_and_all_answer() {
+        let router = Router::new().route(
+            "/x",
+            crate::Resource::new()
+                .get(|_ctx: RequestContext| async { Response::new(Code::CONTENT) }),
+        );
+        let server = Server::builder()
+            .shards(2)
+            .bind(&["127.0.0.1:0".parse().unwrap()], router)
+            .await
+            .unwrap();
+        // Two sockets, one address (SO_REUSEPORT, issue 8).
+        assert_eq!(server.sockets.len(), 2);
+        let addrs = server.local_addrs();
+        assert_eq!(addrs.len(), 1);
+        let addr = addrs[0];
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        // CON GET /x from 16 client ports (spread over both shards by the kernel's
+        // 4-tuple hash): every one is answered with a piggybacked 2.05 (RFC 7252 §5.2.1).
+        for i in 0..16u8 {
+            let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let request = [0x41, 0x01, 0x00, i, 0xAA, 0xB1, b'x'];
+            let mut buf = [0u8; 64];
+            let mut answered = false;
+            for _ in 0..5 {
+                client.send_to(&request, addr).await.unwrap();
+                if let Ok(Ok((n, _))) =
+                    tokio::time::timeout(Duration::from_millis(500), client.recv_from(&mut buf))
+                        .await
+                {
+                    assert!(n >= 5);
+                    assert_eq!(&buf[..5], &[0x61, 0x45, 0x00, i, 0xAA]);
+                    answered = true;
+                    break;
+                }
+            }
+            assert!(answered, "client {i} got no answer");
+        }
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
     }
 }

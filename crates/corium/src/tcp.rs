@@ -102,10 +102,11 @@ pub(crate) enum ConnEvent {
         peer: SocketAddr,
         writer: ConnWriter,
     },
-    /// One complete message.
+    /// One complete message (a WebSocket frame's).
     Message { peer: SocketAddr, data: Bytes },
-    /// Several complete messages that arrived together, in order.
-    Messages { peer: SocketAddr, batch: Vec<Bytes> },
+    /// One or more complete messages of a byte stream that arrived together, back to
+    /// back in one buffer, in order (cut again with [`frames`]).
+    Frames { peer: SocketAddr, data: Bytes },
     /// The byte stream could not be framed; nothing more is read.
     FramingError { peer: SocketAddr, err: StreamError },
     /// The connection closed (end of stream, timeout), or failed with `err` (a TLS
@@ -182,6 +183,21 @@ impl ConnWriter {
     pub(crate) fn close(&self) {
         let _ = self.tx.send(WriteCmd::Close);
     }
+}
+
+/// The messages of [`ConnEvent::Frames`], in order. The reader framed them already (so
+/// every length is within the limits); a buffer that does not end on a message boundary
+/// cannot come from it, and its tail would be skipped.
+pub(crate) fn frames(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || match frame_len(rest, usize::MAX, usize::MAX) {
+        Ok(Some(n)) if n <= rest.len() => {
+            let (message, tail) = rest.split_at(n);
+            rest = tail;
+            Some(message)
+        }
+        _ => None,
+    })
 }
 
 /// Counts open connections against [`StreamLimits::max_connections`].
@@ -359,7 +375,8 @@ pub(crate) fn spawn_connection<S>(
     let keepalive = limits.keepalive;
     tokio::spawn(async move {
         // Everything queued goes out in one write: pipelined responses cost one
-        // system call per batch, not one each.
+        // system call per batch, not one each. A lone buffer (the driver queues one per
+        // connection and round) is written as it is, without copying it into `batch`.
         let mut batch: Vec<u8> = Vec::new();
         let mut closing = false;
         loop {
@@ -374,26 +391,43 @@ pub(crate) fn spawn_connection<S>(
                 break;
             };
             let mut queued = 0;
+            let mut lone: Option<Bytes> = None;
             let mut next = Some(cmd);
             while let Some(cmd) = next.take() {
                 match cmd {
                     WriteCmd::Data(data) => {
                         queued += data.len();
-                        batch.extend_from_slice(&data);
+                        if batch.is_empty() && lone.is_none() {
+                            lone = Some(data);
+                        } else {
+                            if let Some(first) = lone.take() {
+                                batch.extend_from_slice(&first);
+                            }
+                            batch.extend_from_slice(&data);
+                        }
                     }
                     // Idle: an Empty message, Len 0 / TKL 0 and code 0.00.
-                    WriteCmd::KeepAlive => batch.extend_from_slice(&[0x00, 0x00]),
+                    WriteCmd::KeepAlive => {
+                        if let Some(first) = lone.take() {
+                            batch.extend_from_slice(&first);
+                        }
+                        batch.extend_from_slice(&[0x00, 0x00]);
+                    }
                     WriteCmd::Close => {
                         closing = true;
                         break;
                     }
                 }
-                if batch.len() < WRITE_BATCH {
+                if batch.len() + lone.as_ref().map_or(0, Bytes::len) < WRITE_BATCH {
                     next = rx.try_recv().ok();
                 }
             }
-            if !batch.is_empty() {
-                let result = write.write_all(&batch).await;
+            let out: &[u8] = match &lone {
+                Some(data) => data,
+                None => &batch,
+            };
+            if !out.is_empty() {
+                let result = write.write_all(out).await;
                 writer_backlog.written(queued);
                 batch.clear();
                 if batch.capacity() > 4 * WRITE_BATCH {
@@ -459,32 +493,31 @@ async fn read_messages(
     // peer's messages need (up to Max-Message-Size).
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        // Deliver every complete message already buffered, as one batch.
-        let mut batch = Vec::new();
+        // Deliver every complete message already buffered, as one buffer: no
+        // allocation and no reference count per message.
+        let mut complete = 0;
+        let mut wanted = None;
         let end = loop {
-            match frame_len(&buf, limits.max_message_size, limits.max_token_len) {
-                Ok(Some(n)) if buf.len() >= n => batch.push(buf.split_to(n).freeze()),
+            let rest = &buf[complete..];
+            match frame_len(rest, limits.max_message_size, limits.max_token_len) {
+                Ok(Some(n)) if rest.len() >= n => complete += n,
                 Ok(Some(n)) => {
-                    buf.reserve(n - buf.len());
+                    wanted = Some(n - rest.len());
                     break None;
                 }
                 Ok(None) => break None,
                 Err(err) => break Some(err),
             }
         };
-        match batch.len() {
-            0 => {}
-            1 => {
-                let data = batch.pop().expect("one message");
-                events
-                    .send(ConnEvent::Message { peer, data })
-                    .await
-                    .map_err(|_| ReadEnd::DriverGone)?;
-            }
-            _ => events
-                .send(ConnEvent::Messages { peer, batch })
+        if complete > 0 {
+            let data = buf.split_to(complete).freeze();
+            events
+                .send(ConnEvent::Frames { peer, data })
                 .await
-                .map_err(|_| ReadEnd::DriverGone)?,
+                .map_err(|_| ReadEnd::DriverGone)?;
+        }
+        if let Some(more) = wanted {
+            buf.reserve(more);
         }
         if let Some(err) = end {
             return Err(ReadEnd::Framing(err));

@@ -213,6 +213,24 @@ impl TlsClient {
         Ok(TlsClient::from_config(config))
     }
 
+    /// Runs the client side of a TLS handshake over `stream` for a `coaps+tcp` (ALPN
+    /// `coap`, RFC 8323 §8.2) or, with `websocket`, a `coaps+ws` connection (ALPN
+    /// `http/1.1`), verifying the server as `host` (a DNS name or an IP literal). For
+    /// tools that drive their own connections, such as a load generator; a
+    /// [`crate::Client`] does this itself.
+    pub async fn connect<S>(
+        &self,
+        stream: S,
+        host: &str,
+        websocket: bool,
+    ) -> io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = server_name(host)?;
+        self.connector(websocket).connect(name, stream).await
+    }
+
     /// The connector for `coaps+tcp` (ALPN `coap`) or `coaps+ws` (ALPN `http/1.1`).
     pub(crate) fn connector(&self, websocket: bool) -> tokio_rustls::TlsConnector {
         let mut config = (*self.config).clone();

@@ -81,6 +81,19 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 /// process bind the same UDP port and silently take the traffic, which hides a mistake
 /// that an "address in use" error would have shown.
 pub(crate) fn bind(addr: SocketAddr, v6: V6Mode, reuse_address: bool) -> io::Result<BoundSocket> {
+    bind_shared(addr, v6, reuse_address, false)
+}
+
+/// [`bind`], with SO_REUSEPORT when `reuse_port` is set: several sockets then share
+/// the address and port, and the kernel spreads the peers over them by a hash of the
+/// 4-tuple, so each peer's datagrams always reach the same socket (one shard per
+/// worker thread, see `ServerBuilder::shards`).
+pub(crate) fn bind_shared(
+    addr: SocketAddr,
+    v6: V6Mode,
+    reuse_address: bool,
+    reuse_port: bool,
+) -> io::Result<BoundSocket> {
     // An IPv4 target given as a v4-mapped address is bound as IPv4.
     let addr = canonical(addr);
     let domain = Domain::for_address(addr);
@@ -103,6 +116,35 @@ pub(crate) fn bind(addr: SocketAddr, v6: V6Mode, reuse_address: bool) -> io::Res
     }
     if reuse_address {
         socket.set_reuse_address(true)?;
+    }
+    if reuse_port {
+        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+        socket.set_reuse_port(true)?;
+        #[cfg(not(all(unix, not(any(target_os = "solaris", target_os = "illumos")))))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_REUSEPORT is not available on this platform",
+        ));
+    }
+    // A unicast socket takes no group traffic (RFC 7252 §8.1 wants group requests told
+    // apart: no error answers, a Leisure delay). On Linux a wildcard-bound socket would
+    // otherwise receive the datagrams of every group any socket of the host joined, and
+    // answer a group request as if it were unicast, beside the group socket.
+    #[cfg(target_os = "linux")]
+    {
+        let v4 = if family == Family::V6Only {
+            Ok(())
+        } else {
+            socket.set_multicast_all_v4(false)
+        };
+        let v6 = if family == Family::V4 {
+            Ok(())
+        } else {
+            socket.set_multicast_all_v6(false)
+        };
+        if let Err(err) = v4.and(v6) {
+            tracing::debug!(%addr, %err, "could not limit the socket to its own groups");
+        }
     }
     if let Err(err) = socket.set_recv_buffer_size(SOCKET_BUFFER_SIZE) {
         tracing::debug!(%addr, %err, "could not enlarge the receive buffer");

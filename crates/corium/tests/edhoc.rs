@@ -322,3 +322,87 @@ async fn client_sends_the_combined_request() {
     }
     server.shutdown().await;
 }
+
+/// EDHOC-derived OSCORE contexts are not persisted (their keys come from ephemeral
+/// Diffie-Hellman, so a context can never be resumed, and no nonce can repeat with
+/// it): a restarted server has none of them, so a client still holding one is refused
+/// (its kid is unknown, or names a new context it cannot decrypt for, RFC 8613 §8.2)
+/// and never reaches a resource, until it runs EDHOC again.
+#[tokio::test]
+async fn edhoc_contexts_do_not_survive_a_server_restart() {
+    let (i_key, i_ccs) = OwnCredential::generate(b"I", "client").unwrap();
+    let (r_key, r_ccs) = OwnCredential::generate(b"R", "server").unwrap();
+    let responder = || {
+        Responder::new(
+            OwnCredential::new(&r_key, &r_ccs).unwrap(),
+            PeerCredentials::new().with_ccs(&i_ccs).unwrap(),
+        )
+    };
+    let initiator = Initiator::new(
+        OwnCredential::new(&i_key, &i_ccs).unwrap(),
+        PeerCredentials::new().with_ccs(&r_ccs).unwrap(),
+    );
+    let first = EdhocServer::new(responder());
+    let server = start(&first).await;
+    let addr = server.addr;
+    let plain = common::client().await;
+    let session = within(establish(&plain, &server.base(), &initiator))
+        .await
+        .expect("EDHOC completes");
+    let ctx = session.oscore_context().build().unwrap();
+    let client = Client::builder()
+        .oscore(OscoreClient::new().context(&format!("coap://{addr}/*"), ctx))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let r = within(client.get(&format!("coap://{addr}/secret")))
+        .await
+        .expect("protected GET");
+    assert_eq!(r.code, Code::CONTENT);
+    server.shutdown().await;
+
+    // The same server, restarted on the same address: no EDHOC sessions.
+    let second = EdhocServer::new(responder());
+    let router = Router::new()
+        .route("/.well-known/edhoc", second.resource())
+        .route(
+            "/secret",
+            Resource::new().get(|_ctx: RequestContext| async {
+                Response::with_payload(Code::CONTENT, "only with OSCORE")
+            }),
+        );
+    let restarted = Server::builder()
+        .oscore(OscoreServer::new(SecurityContextSet::new(8)).require("/secret"))
+        .edhoc(&second)
+        .bind(&[addr], router)
+        .await
+        .expect("bind the restarted server");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(restarted.run_until(async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(second.sessions(), 0);
+    let err = within(client.get(&format!("coap://{addr}/secret")))
+        .await
+        .expect_err("the old context is gone");
+    assert!(err.is_oscore(), "{err}");
+
+    // A new EDHOC run gives a working context again.
+    let session = within(establish(&plain, &format!("coap://{addr}"), &initiator))
+        .await
+        .expect("EDHOC again");
+    let client = Client::builder()
+        .oscore(OscoreClient::new().context(
+            &format!("coap://{addr}/*"),
+            session.oscore_context().build().unwrap(),
+        ))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let r = within(client.get(&format!("coap://{addr}/secret")))
+        .await
+        .expect("protected GET");
+    assert_eq!(r.payload, b"only with OSCORE");
+    let _ = stop.send(());
+    within(task).await.unwrap().unwrap();
+}

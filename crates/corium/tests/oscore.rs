@@ -51,6 +51,21 @@ struct Fixture {
     state: Arc<AtomicU32>,
 }
 
+/// Answers with the OSCORE context that verified the request, as
+/// `SENDER-ID-HEX/ID-CONTEXT-HEX`, or `none` for an unprotected request.
+async fn whoami(ctx: RequestContext) -> Response {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let body = match &ctx.oscore {
+        Some(o) => format!(
+            "kid={}/{}",
+            hex(&o.sender_id),
+            o.id_context.as_deref().map_or("-".to_owned(), hex)
+        ),
+        None => "none".to_owned(),
+    };
+    Response::with_payload(Code::CONTENT, body)
+}
+
 fn router(fixture: &Fixture) -> Router {
     let state = fixture.state.clone();
     Router::new()
@@ -62,6 +77,8 @@ fn router(fixture: &Fixture) -> Router {
                 r
             }),
         )
+        .route("/oscore/whoami", Resource::new().get(whoami))
+        .route("/whoami", Resource::new().get(whoami))
         .route(
             "/oscore/echo",
             Resource::new().post(|ctx: RequestContext| async move {
@@ -626,5 +643,264 @@ async fn contexts_reach_only_what_they_are_authorized_for() {
         .await
         .expect("POST");
     assert_eq!(r.code, Code::CHANGED);
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Request freshness with Echo (RFC 9175 §2.4 item 1)
+// ---------------------------------------------------------------------------------------
+
+/// A router whose `/act` runs PUT and POST only on fresh requests, counting the runs.
+fn fresh_router(runs: Arc<AtomicU32>) -> Router {
+    let (put_runs, post_runs) = (runs.clone(), runs);
+    Router::new().route(
+        "/act",
+        Resource::new()
+            .put(move |ctx: RequestContext| {
+                let runs = put_runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Response::with_payload(Code::CHANGED, ctx.request.payload.clone())
+                }
+            })
+            .post(move |_ctx: RequestContext| {
+                let runs = post_runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Response::new(Code::CHANGED)
+                }
+            })
+            .get(|_ctx: RequestContext| async { Response::with_payload(Code::CONTENT, "state") })
+            .require_fresh(std::time::Duration::from_secs(10)),
+    )
+}
+
+/// A Confirmable PUT to `/act` with token 0x42, payload `on`, and `echo` if given.
+fn raw_put(mid: u16, echo: Option<&[u8]>) -> Vec<u8> {
+    let mut m = vec![0x41, 0x03, (mid >> 8) as u8, mid as u8, 0x42];
+    m.extend_from_slice(&[0xb3, b'a', b'c', b't']); // Uri-Path (11)
+    if let Some(echo) = echo {
+        // Echo (252): delta 241 = 13 + 228, length as given (< 13 here or 13 + ext).
+        assert!(echo.len() <= 40);
+        if echo.len() < 13 {
+            m.push(0xd0 | echo.len() as u8);
+            m.push(228);
+        } else {
+            m.push(0xdd);
+            m.push(228);
+            m.push(echo.len() as u8 - 13);
+        }
+        m.extend_from_slice(echo);
+    }
+    m.extend_from_slice(&[0xff, b'o', b'n']);
+    m
+}
+
+async fn raw_exchange(
+    sock: &tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+    msg: &[u8],
+) -> Vec<u8> {
+    sock.send_to(msg, to).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = within(sock.recv_from(&mut buf)).await.unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// RFC 9175 §2.4 item 1 over plain UDP: a PUT without Echo is not run but answered 4.01
+/// with an Echo value; the same PUT with that value runs; a made-up value does not.
+#[tokio::test]
+async fn unsafe_request_without_fresh_echo_is_challenged_and_not_run() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let server = common::start_with(
+        corium::EndpointConfig::default(),
+        fresh_router(runs.clone()),
+    )
+    .await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    let reply = raw_exchange(&sock, server.addr, &raw_put(1, None)).await;
+    let msg = corium::wire::Message::parse(&reply).unwrap();
+    assert_eq!(msg.code(), Code::UNAUTHORIZED);
+    let echo = msg
+        .option(OptionNumber::ECHO)
+        .expect("Echo option")
+        .to_vec();
+    assert!(
+        !echo.is_empty() && echo.len() <= 40,
+        "RFC 9175 §2.2.1: 1 to 40 bytes"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "not run without Echo");
+
+    let forged = vec![0x01; echo.len()];
+    let reply = raw_exchange(&sock, server.addr, &raw_put(2, Some(&forged))).await;
+    let msg = corium::wire::Message::parse(&reply).unwrap();
+    assert_eq!(
+        msg.code(),
+        Code::UNAUTHORIZED,
+        "a value the server did not make"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+
+    let reply = raw_exchange(&sock, server.addr, &raw_put(3, Some(&echo))).await;
+    let msg = corium::wire::Message::parse(&reply).unwrap();
+    assert_eq!(msg.code(), Code::CHANGED);
+    assert_eq!(msg.payload(), b"on");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // §2.4 item 1: the value serves further requests while it is young enough.
+    let reply = raw_exchange(&sock, server.addr, &raw_put(4, Some(&echo))).await;
+    assert_eq!(
+        corium::wire::Message::parse(&reply).unwrap().code(),
+        Code::CHANGED
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    // A value made for another address does not make that address's requests fresh.
+    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let reply = raw_exchange(&other, server.addr, &raw_put(5, Some(&echo))).await;
+    assert_eq!(
+        corium::wire::Message::parse(&reply).unwrap().code(),
+        Code::UNAUTHORIZED
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    server.shutdown().await;
+}
+
+/// The Corium client answers the challenge by itself (RFC 9175 §2.3), for PUT and POST;
+/// safe methods are not challenged.
+#[tokio::test]
+async fn client_repeats_unsafe_requests_with_the_echo_value() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let server = common::start_with(
+        corium::EndpointConfig::default(),
+        fresh_router(runs.clone()),
+    )
+    .await;
+    let client = common::client().await;
+    let r = within(
+        client
+            .request(Code::PUT, &server.uri("/act"))
+            .payload("on")
+            .send(),
+    )
+    .await
+    .expect("PUT");
+    assert_eq!(r.code, Code::CHANGED);
+    assert_eq!(r.payload, b"on");
+    let r = within(client.request(Code::POST, &server.uri("/act")).send())
+        .await
+        .expect("POST");
+    assert_eq!(r.code, Code::CHANGED);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "each ran once");
+    let r = within(client.get(&server.uri("/act"))).await.expect("GET");
+    assert_eq!(r.code, Code::CONTENT);
+    server.shutdown().await;
+}
+
+/// Under OSCORE the Echo option is class E (RFC 8613 §4.1, RFC 9175 §2.3): the check
+/// runs on the verified inner request and the 4.01 with the Echo value is protected.
+#[tokio::test]
+async fn freshness_under_oscore_is_checked_inside_the_protection() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let server = Server::builder()
+        .oscore(OscoreServer::new(server_contexts()).require("/act"))
+        .bind(
+            &["127.0.0.1:0".parse().unwrap()],
+            fresh_router(runs.clone()),
+        )
+        .await
+        .expect("bind server");
+    let addr = server.local_addrs()[0];
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    // By hand: the protected PUT without Echo gets a protected 4.01 carrying Echo.
+    let plain = common::client().await;
+    let mut ctx = client_context(&SECRET);
+    let mut request = Request::new(Code::PUT);
+    request.set_path("/act");
+    request.payload = b"on".to_vec();
+    let (outer, mut binding) = ctx.protect_request(&request).unwrap();
+    let reply = within(plain.send(addr, outer, RequestOptions::default()))
+        .await
+        .expect("reply");
+    assert!(reply.options.contains(OptionNumber::OSCORE), "protected");
+    assert!(!reply.options.contains(OptionNumber::ECHO), "no outer Echo");
+    let inner = ctx.unprotect_response(&mut binding, &reply).unwrap();
+    assert_eq!(inner.code, Code::UNAUTHORIZED);
+    let echo = inner
+        .options
+        .get(OptionNumber::ECHO)
+        .expect("inner Echo")
+        .to_vec();
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "not run");
+
+    // The repetition with the value (inner) runs.
+    request.options.set(OptionNumber::ECHO, echo);
+    let (outer, mut binding) = ctx.protect_request(&request).unwrap();
+    let reply = within(plain.send(addr, outer, RequestOptions::default()))
+        .await
+        .expect("reply");
+    let inner = ctx.unprotect_response(&mut binding, &reply).unwrap();
+    assert_eq!(inner.code, Code::CHANGED);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // The runtime's OSCORE client answers the challenge by itself.
+    let client = Client::builder()
+        .oscore(OscoreClient::new().context(&format!("coap://{addr}/*"), ctx))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind client");
+    let r = within(
+        client
+            .request(Code::POST, &format!("coap://{addr}/act"))
+            .send(),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(r.code, Code::CHANGED);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    let _ = stop.send(());
+    within(task).await.unwrap().unwrap();
+}
+
+/// A handler learns which security context verified a request
+/// (`RequestContext::oscore`: the client's Sender ID and the ID Context), so that it can
+/// authorize by it (e.g. the RD's access policy, RFC 9176 §7.5); unprotected requests
+/// carry none.
+#[tokio::test]
+async fn handlers_see_the_verifying_context() {
+    const ID: &[u8] = &[0x0c, 0x11];
+    const ID_CONTEXT: &[u8] = &[0x37, 0xcb, 0xf3, 0x21, 0x00, 0x17, 0xa2, 0xd3];
+    let mut set = SecurityContextSet::new(4);
+    set.insert(
+        SecurityContext::builder(&SECRET, SERVER_ID, ID)
+            .master_salt(&SALT)
+            .id_context(ID_CONTEXT)
+            .build()
+            .expect("server context"),
+    )
+    .expect("insert");
+    let server = start_server(set).await;
+    let ctx = SecurityContext::builder(&SECRET, ID, SERVER_ID)
+        .master_salt(&SALT)
+        .id_context(ID_CONTEXT)
+        .build()
+        .expect("client context");
+    let client = oscore_client(&server, ctx).await;
+
+    let r = within(client.get(&server.uri("/oscore/whoami")))
+        .await
+        .expect("GET");
+    assert_eq!(r.code, Code::CONTENT);
+    assert_eq!(r.payload, b"kid=0c11/37cbf3210017a2d3");
+    let r = within(client.get(&server.uri("/whoami")))
+        .await
+        .expect("GET");
+    assert_eq!(r.payload, b"none");
     server.shutdown().await;
 }

@@ -622,7 +622,7 @@ fn protect_refuses_invalid_messages() {
     );
     let mut r = Request::new(Code::GET);
     r.options
-        .push(OptionNumber::PROXY_URI, b"coap://h/p".to_vec());
+        .push(OptionNumber::PROXY_URI, b"coap://h/p#fragment".to_vec());
     assert_eq!(
         client.protect_request(&r).unwrap_err(),
         ProtectError::ProxyUriUnsupported
@@ -1185,4 +1185,73 @@ fn appendix_b2_figure_14_flow() {
         b"ok"
     );
     let _ = (&mut c1, &mut s1, &mut s2);
+}
+
+/// RFC 8613 §4.1.3.3, with its example: Proxy-Uri "coap://example.com/resource?q=1" is
+/// split; Uri-Path and Uri-Query travel encrypted, the outer Proxy-Uri is
+/// "coap://example.com"; the server composes the client's Proxy-Uri again.
+#[test]
+fn proxy_uri_is_decomposed() {
+    let (mut client, mut server) = pair();
+    let mut request = Request::new(Code::GET);
+    request.options.push(
+        OptionNumber::PROXY_URI,
+        b"coap://example.com/resource?q=1".to_vec(),
+    );
+    let (outer, _) = client.protect_request(&request).unwrap();
+    assert_eq!(
+        outer.options.get(OptionNumber::PROXY_URI),
+        Some(&b"coap://example.com"[..]),
+        "Class U: scheme and authority only"
+    );
+    assert!(!outer.options.contains(OptionNumber::URI_PATH));
+    assert!(!outer.options.contains(OptionNumber::URI_QUERY));
+    for secret in [&b"resource"[..], b"q=1"] {
+        assert!(
+            !outer.payload.windows(secret.len()).any(|w| w == secret),
+            "{secret:?} is encrypted"
+        );
+    }
+    let (inner, _) = server.unprotect_request(&outer).unwrap();
+    assert_eq!(inner, request, "the original Proxy-Uri, composed again");
+
+    // Percent-encoded segments, several query arguments, a port, an HTTP target.
+    let mut request = Request::new(Code::POST);
+    request.options.push(
+        OptionNumber::PROXY_URI,
+        b"http://[2001:db8::1]:8080/a%20b/c?x=1&y=%26".to_vec(),
+    );
+    let (outer, _) = client.protect_request(&request).unwrap();
+    assert_eq!(
+        outer.options.get(OptionNumber::PROXY_URI),
+        Some(&b"http://[2001:db8::1]:8080"[..])
+    );
+    let (inner, _) = server.unprotect_request(&outer).unwrap();
+    assert_eq!(
+        inner.options.get(OptionNumber::PROXY_URI),
+        Some(&b"http://[2001:db8::1]:8080/a%20b/c?x=1&y=%26"[..])
+    );
+
+    // No path at all.
+    let mut request = Request::new(Code::GET);
+    request
+        .options
+        .push(OptionNumber::PROXY_URI, b"coap://h".to_vec());
+    let (outer, _) = client.protect_request(&request).unwrap();
+    assert_eq!(
+        outer.options.get(OptionNumber::PROXY_URI),
+        Some(&b"coap://h"[..])
+    );
+    let (inner, _) = server.unprotect_request(&outer).unwrap();
+    assert_eq!(inner, request);
+
+    for bad in [&b"no-scheme"[..], b"coap:///path", b"coap://h/p#f", b"\xff"] {
+        let mut request = Request::new(Code::GET);
+        request.options.push(OptionNumber::PROXY_URI, bad.to_vec());
+        assert_eq!(
+            client.protect_request(&request).unwrap_err(),
+            ProtectError::ProxyUriUnsupported,
+            "{bad:?}"
+        );
+    }
 }

@@ -935,3 +935,30 @@ fn bad_block_options_are_answered_and_bounded() {
     assert_eq!((stats.block1_transfers, stats.cached_responses), (0, 0));
     assert_eq!(stats.timers, 0);
 }
+
+/// Clients that only send Confirmable requests, answered piggybacked, leave no per-peer
+/// state behind: a server with many clients keeps state only for those with work in
+/// progress or message IDs of its own to protect (RFC 7252 §4.4). A NON response takes
+/// a message ID of the server's, so that client's state stays. Deduplication still holds:
+/// the dedup cache, not the peer table, remembers the clients' message IDs.
+#[test]
+fn request_only_peers_leave_no_peer_state() {
+    let mut pair = Pair::default_pair(7);
+    pair.responder = fixed_text("ok");
+    let clients = 10u8..=250;
+    for from in clients.clone() {
+        // CON GET /a with MID 0x12xx.
+        pair.inject(from, SERVER, &[0x40, 0x01, 0x12, from, 0xb1, b'a']);
+    }
+    let answered = pair.sent_by(SERVER).len();
+    assert_eq!(answered, clients.len());
+    assert_eq!(pair.server.stats().peers, 0);
+    // A duplicate of a CON request is still recognised and answered from the cache.
+    pair.inject(10, SERVER, &[0x40, 0x01, 0x12, 10, 0xb1, b'a']);
+    assert_eq!(pair.server_requests.len(), clients.len());
+    assert_eq!(pair.sent_by(SERVER).len(), answered + 1);
+    // NON GET /a: the NON response's message ID is remembered for its peer.
+    pair.inject(11, SERVER, &[0x50, 0x01, 0x13, 11, 0xb1, b'a']);
+    assert_eq!(pair.sent_by(SERVER).len(), answered + 2);
+    assert_eq!(pair.server.stats().peers, 1);
+}
