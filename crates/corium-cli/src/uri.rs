@@ -193,12 +193,23 @@ mod tests {
             "coap://x/a b",
             "coap:x",
             "coap://x/%4",
-            "coap://[fe80::1%25eth0]/",
+            "coap://[fe80::1%25]/",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(err.starts_with(&format!("invalid URI {bad:?}: ")), "{err}");
             assert!(!err.contains('\n'));
         }
+    }
+
+    /// RFC 6874 zones: `%25ZONE` (or a bare `%ZONE`) becomes the resolver's `ADDR%ZONE`.
+    #[test]
+    fn ipv6_zones() {
+        for uri in ["coap://[fe80::1%25eth0]/x", "coap://[fe80::1%eth0]/x"] {
+            let t = parse(uri).unwrap();
+            assert_eq!(t.host, "fe80::1%eth0");
+            assert!(t.host_is_ip);
+        }
+        assert_eq!(parse("coap://[ff02::fd%252]/").unwrap().host, "ff02::fd%2");
     }
 
     #[test]

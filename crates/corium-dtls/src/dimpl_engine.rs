@@ -3,7 +3,7 @@
 //!
 //! See [`DimplEngine`] for how cookies stay stateless.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -22,6 +22,8 @@ use crate::engine::{
     Accept, DropReason, DtlsEngine, EngineSession, PeerIdentity, Role, SessionOutput,
 };
 use crate::error::{AlertDescription, CertificateError, CloseReason, ConfigError, DtlsError};
+use crate::native::constant_time_eq;
+use crate::recent::RecentHandshakes;
 use crate::record::{hello_verify_cookie, ClientHello, Epoch0};
 
 /// `ProtocolVersion` of DTLS 1.2 on the wire (RFC 6347 §4.1).
@@ -166,7 +168,7 @@ impl std::fmt::Debug for DimplEngine {
         f.debug_struct("DimplEngine")
             .field("server", &self.server)
             .field("timings", &self.timings)
-            .field("recent_handshakes", &self.recent.set.len())
+            .field("recent_handshakes", &self.recent.len())
             .finish_non_exhaustive()
     }
 }
@@ -490,47 +492,6 @@ fn check_key(key: &CertifiedKey) -> Result<(), ConfigError> {
         .load_private_key(&key.key)
         .map(|_| ())
         .map_err(|_| ConfigError::UnsupportedPrivateKey)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Cookie-verified ClientHellos of the last two cookie periods (type docs).
-#[derive(Debug)]
-struct RecentHandshakes {
-    set: HashSet<u128>,
-    order: VecDeque<(Instant, u128)>,
-    capacity: usize,
-}
-
-impl RecentHandshakes {
-    fn new(capacity: usize) -> Self {
-        RecentHandshakes {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    fn insert(&mut self, now: Instant, retention: Duration, fp: u128) -> Result<(), DropReason> {
-        while let Some(&(expires, old)) = self.order.front() {
-            if expires > now {
-                break;
-            }
-            self.order.pop_front();
-            self.set.remove(&old);
-        }
-        if self.set.contains(&fp) {
-            return Err(DropReason::Replay);
-        }
-        if self.set.len() >= self.capacity {
-            return Err(DropReason::HandshakeRateLimit);
-        }
-        self.set.insert(fp);
-        self.order.push_back((now + retention, fp));
-        Ok(())
-    }
 }
 
 /// The PSK identity a client presented, and whether the store knew it.

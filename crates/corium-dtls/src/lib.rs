@@ -189,6 +189,7 @@ mod engine;
 mod error;
 mod native;
 mod rate;
+mod recent;
 mod record;
 
 pub use config::{parse_key, ClientConfig, DtlsConfig, PskMap, PskStore, ServerConfig};

@@ -2,12 +2,27 @@
 //! 504, and `application/link-format+cbor`, 64; draft-ietf-core-links-json-10, which
 //! RFC 9176 §6 and §9 mention as alternatives to RFC 6690 link format).
 //!
+//! The draft's information model, as its CDDL states it (checked against the CDDL and
+//! examples of -06/-07 as quoted by third parties; the -10 text itself could not be
+//! consulted, see the `draft_example_*` tests):
+//!
+//! ```text
+//! links = [* link]
+//! link = { href: tstr, * label => tstr / true }
+//! label = tstr / &(href: 1, rel: 2, anchor: 3, rev: 4, hreflang: 5, media: 6,
+//!                  title: 7, type: 8, rt: 9, if: 10, sz: 11, ct: 12, obs: 13)
+//! ```
+//!
 //! A document is an array of links; a link is a map whose `href` member is the target
-//! and whose other members are the target attributes: a text value, `true` for an
-//! attribute without value (`obs`), or an array of text values for an attribute that
-//! occurs several times. In CBOR the common names are replaced by small integers
-//! (draft-ietf-core-links-json-10 §2.3): href 1, rel 2, anchor 3, rev 4, hreflang 5,
-//! media 6, title 7, type 8, rt 9, if 10, sz 11, ct 12, obs 13.
+//! and whose other members are the target attributes in document order: a text value
+//! (also for numeric attributes: the draft's example carries `ct=40` as `"ct":"40"`),
+//! or `true` for an attribute without value (`obs`). In CBOR the names in the table
+//! above are replaced by their integers; other names stay text.
+//!
+//! Beyond that CDDL, and only because a map cannot repeat a key: an attribute that
+//! occurs several times in link format is carried as an array of its values. On
+//! input, unsigned integers are accepted in place of text values and converted to
+//! their decimal form.
 //!
 //! The RD keeps link format: a JSON or CBOR registration payload is converted to link
 //! format on arrival, and a lookup result is converted from link format when the
@@ -24,7 +39,8 @@ pub(crate) const LINK_FORMAT_CBOR: u16 = 64;
 /// `application/link-format+json`.
 pub(crate) const LINK_FORMAT_JSON: u16 = 504;
 
-/// The CBOR keys of draft-ietf-core-links-json-10 §2.3, index + 1.
+/// The CBOR keys of draft-ietf-core-links-json-10 (the `label` choice of its CDDL),
+/// index + 1.
 const CBOR_KEYS: [&str; 13] = [
     "href", "rel", "anchor", "rev", "hreflang", "media", "title", "type", "rt", "if", "sz", "ct",
     "obs",
@@ -337,6 +353,78 @@ mod tests {
         assert_eq!(
             link_format_to_cbor(&cbor_to_link_format(&doc).unwrap()),
             doc
+        );
+    }
+
+    /// The draft's example: a `/.well-known/core` response in link format (the draft
+    /// breaks it over lines for presentation only).
+    const DRAFT_LF: &str = "</sensors>;ct=40;title=\"Sensor Index\",\
+                            </sensors/temp>;rt=\"temperature-c\";if=\"sensor\",\
+                            </sensors/light>;rt=\"light-lux\";if=\"sensor\",\
+                            <http://www.example.com/sensors/t123>;anchor=\"/sensors/temp\";rel=\"describedby\",\
+                            </t>;anchor=\"/sensors/temp\";rel=\"alternate\"";
+
+    /// The same in the draft's JSON example (line breaks removed).
+    const DRAFT_JSON: &str = "[{\"href\":\"/sensors\",\"ct\":\"40\",\"title\":\"Sensor Index\"},\
+                              {\"href\":\"/sensors/temp\",\"rt\":\"temperature-c\",\"if\":\"sensor\"},\
+                              {\"href\":\"/sensors/light\",\"rt\":\"light-lux\",\"if\":\"sensor\"},\
+                              {\"href\":\"http://www.example.com/sensors/t123\",\"anchor\":\"/sensors/temp\",\"rel\":\"describedby\"},\
+                              {\"href\":\"/t\",\"anchor\":\"/sensors/temp\",\"rel\":\"alternate\"}]";
+
+    /// The draft's CBOR example, encoded from its diagnostic notation
+    /// `[{1: "/sensors", 12: "40", 7: "Sensor Index"},
+    ///   {1: "/sensors/temp", 9: "temperature-c", 10: "sensor"},
+    ///   {1: "/sensors/light", 9: "light-lux", 10: "sensor"},
+    ///   {1: "http://www.example.com/sensors/t123", 3: "/sensors/temp", 2: "describedby"},
+    ///   {1: "/t", 3: "/sensors/temp", 2: "alternate"}]`
+    /// with definite lengths and shortest heads; the draft gives its size as 203 bytes.
+    fn draft_cbor() -> Vec<u8> {
+        let mut b = vec![0x85];
+        b.extend_from_slice(b"\xa3\x01\x68/sensors\x0c\x6240\x07\x6cSensor Index");
+        b.extend_from_slice(b"\xa3\x01\x6d/sensors/temp\x09\x6dtemperature-c\x0a\x66sensor");
+        b.extend_from_slice(b"\xa3\x01\x6e/sensors/light\x09\x69light-lux\x0a\x66sensor");
+        b.extend_from_slice(b"\xa3\x01\x78\x23http://www.example.com/sensors/t123");
+        b.extend_from_slice(b"\x03\x6d/sensors/temp\x02\x6bdescribedby");
+        b.extend_from_slice(b"\xa3\x01\x62/t\x03\x6d/sensors/temp\x02\x69alternate");
+        b
+    }
+
+    /// What the draft's example reads as once converted back (values re-quoted only
+    /// where RFC 6690 needs it).
+    const DRAFT_LF_BACK: &str = "</sensors>;ct=40;title=\"Sensor Index\",\
+                                 </sensors/temp>;rt=temperature-c;if=sensor,\
+                                 </sensors/light>;rt=light-lux;if=sensor,\
+                                 <http://www.example.com/sensors/t123>;anchor=\"/sensors/temp\";rel=describedby,\
+                                 </t>;anchor=\"/sensors/temp\";rel=alternate";
+
+    #[test]
+    fn draft_example_json() {
+        assert_eq!(
+            String::from_utf8(link_format_to_json(DRAFT_LF)).unwrap(),
+            DRAFT_JSON
+        );
+        assert_eq!(
+            json_to_link_format(DRAFT_JSON.as_bytes()).unwrap(),
+            DRAFT_LF_BACK
+        );
+    }
+
+    #[test]
+    fn draft_example_cbor() {
+        let expected = draft_cbor();
+        assert_eq!(expected.len(), 203);
+        assert_eq!(link_format_to_cbor(DRAFT_LF), expected);
+        assert_eq!(cbor_to_link_format(&expected).unwrap(), DRAFT_LF_BACK);
+    }
+
+    #[test]
+    fn draft_example_json_and_cbor_agree() {
+        let via_json = json_to_link_format(DRAFT_JSON.as_bytes()).unwrap();
+        assert_eq!(link_format_to_cbor(&via_json), draft_cbor());
+        let via_cbor = cbor_to_link_format(&draft_cbor()).unwrap();
+        assert_eq!(
+            String::from_utf8(link_format_to_json(&via_cbor)).unwrap(),
+            DRAFT_JSON
         );
     }
 

@@ -17,6 +17,7 @@ use super::session::{NativePskSession, Timings};
 use crate::config::{ClientConfig, ClientCredentials, DtlsConfig, PskStore, ServerConfig};
 use crate::engine::{Accept, DropReason, DtlsEngine};
 use crate::error::{ConfigError, DtlsError};
+use crate::recent::RecentHandshakes;
 use crate::record::{content_type, records};
 
 /// Cookie length (a full HMAC-SHA-256).
@@ -256,43 +257,5 @@ impl DtlsEngine for NativePskEngine {
                 "the native engine does PSK only; certificates need the dimpl engine".into(),
             )),
         }
-    }
-}
-
-/// Cookie-verified ClientHellos of the last two cookie periods, to refuse replays of a
-/// client's first flight (the same guard as [`DimplEngine`](crate::DimplEngine)'s).
-#[derive(Debug)]
-struct RecentHandshakes {
-    set: std::collections::HashSet<u128>,
-    order: std::collections::VecDeque<(Instant, u128)>,
-    capacity: usize,
-}
-
-impl RecentHandshakes {
-    fn new(capacity: usize) -> Self {
-        RecentHandshakes {
-            set: Default::default(),
-            order: Default::default(),
-            capacity,
-        }
-    }
-
-    fn insert(&mut self, now: Instant, retention: Duration, fp: u128) -> Result<(), DropReason> {
-        while let Some(&(expires, old)) = self.order.front() {
-            if expires > now {
-                break;
-            }
-            self.order.pop_front();
-            self.set.remove(&old);
-        }
-        if self.set.contains(&fp) {
-            return Err(DropReason::Replay);
-        }
-        if self.set.len() >= self.capacity {
-            return Err(DropReason::HandshakeRateLimit);
-        }
-        self.set.insert(fp);
-        self.order.push_back((now + retention, fp));
-        Ok(())
     }
 }

@@ -119,6 +119,9 @@ pub(crate) fn fragment_message(message: &[u8], max_body: usize) -> Vec<Vec<u8>> 
 pub(crate) struct Reassembly {
     pub(crate) msg_type: u8,
     pub(crate) message_seq: u16,
+    /// The record epoch of the first fragment: fragments of another epoch are not mixed
+    /// in (RFC 6347 §4.1: epoch-0 records are unauthenticated).
+    pub(crate) epoch: u16,
     body: Vec<u8>,
     /// One flag per body byte (messages are at most [`MAX_MESSAGE_LEN`]).
     have: Vec<bool>,
@@ -126,25 +129,41 @@ pub(crate) struct Reassembly {
 }
 
 impl Reassembly {
-    /// Starts with the first fragment seen; `None` if the message is too long.
+    /// Starts with the first fragment seen (of an epoch-0 record); `None` if the message
+    /// is too long.
     pub(crate) fn new(f: &Fragment<'_>) -> Option<Self> {
+        Self::new_in(f, 0)
+    }
+
+    /// Starts with the first fragment seen, from a record of `epoch`; `None` if the
+    /// message is too long.
+    pub(crate) fn new_in(f: &Fragment<'_>, epoch: u16) -> Option<Self> {
         if f.length > MAX_MESSAGE_LEN {
             return None;
         }
         let mut r = Reassembly {
             msg_type: f.msg_type,
             message_seq: f.message_seq,
+            epoch,
             body: vec![0; f.length],
             have: vec![false; f.length],
             missing: f.length,
         };
-        r.add(f);
+        r.add_in(f, epoch);
         Some(r)
     }
 
-    /// Adds a fragment of the same message; `false` if it contradicts the first one.
+    /// Adds a fragment of the same message (from an epoch-0 record); `false` if it
+    /// contradicts the first one.
     pub(crate) fn add(&mut self, f: &Fragment<'_>) -> bool {
-        if f.msg_type != self.msg_type
+        self.add_in(f, 0)
+    }
+
+    /// Adds a fragment of the same message from a record of `epoch`; `false` if it
+    /// contradicts the first one or comes from another epoch (RFC 6347 §4.2.3).
+    pub(crate) fn add_in(&mut self, f: &Fragment<'_>, epoch: u16) -> bool {
+        if epoch != self.epoch
+            || f.msg_type != self.msg_type
             || f.length != self.body.len()
             || f.message_seq != self.message_seq
         {

@@ -32,6 +32,8 @@ pub use engine::NativePskEngine;
 pub use select::{EngineChoice, SelectEngine, SelectSession};
 pub use session::NativePskSession;
 
+pub(crate) use prf::constant_time_eq;
+
 /// Entry points for the fuzz target: parse untrusted bytes the way the engine does.
 #[doc(hidden)]
 pub mod fuzzing {

@@ -29,6 +29,9 @@ const APPLICATION_DATA: u8 = 23;
 const NO_RENEGOTIATION: u8 = 100;
 /// Longest retransmission timeout (RFC 6347 §4.2.4.1: at least 60 s is allowed).
 const MAX_RTO: Duration = Duration::from_secs(60);
+/// Length of a protected record fragment that carries a whole Finished message:
+/// explicit nonce, handshake header, 12-byte `verify_data` (RFC 5246 §7.4.9), CCM_8 tag.
+const FINISHED_RECORD_LEN: usize = rl::EXPLICIT_NONCE_LEN + HANDSHAKE_HEADER_LEN + 12 + rl::TAG_LEN;
 
 /// Handshake timers and sizes from [`DtlsConfig`](crate::DtlsConfig).
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +102,14 @@ struct Handshake {
     /// is a retransmission of an older flight (ours was lost, RFC 6347 §4.2.4), one at or
     /// above it a duplicate within the current flight.
     peer_flight_start: u16,
+    /// An epoch-1 record failed to authenticate (RFC 6347 §4.1.2.7: dropped): if the
+    /// handshake then times out, the keys most likely differ.
+    decrypt_failed: bool,
+    /// Record sequence number of the first Finished-sized epoch-1 record that failed
+    /// to authenticate; a second one with another number ends the handshake.
+    bad_finished_seq: Option<u64>,
+    /// When the flight was last resent because of a peer's packet (rate limit).
+    last_resend: Option<Instant>,
 }
 
 impl Handshake {
@@ -211,6 +222,9 @@ impl NativePskSession {
             identity_known: true,
             hello_verifies: 0,
             peer_flight_start: 0,
+            decrypt_failed: false,
+            bad_finished_seq: None,
+            last_resend: None,
         };
         let mut s = NativePskSession::new(Role::Client, hs, identity);
         s.send_client_hello(now, &[]);
@@ -251,6 +265,9 @@ impl NativePskSession {
             identity_known: false,
             hello_verifies: 0,
             peer_flight_start: 0,
+            decrypt_failed: false,
+            bad_finished_seq: None,
+            last_resend: None,
         };
         hs.hash_message(msg_type::CLIENT_HELLO, message_seq, body);
         hs.peer_flight_start = hs.recv_seq;
@@ -426,6 +443,10 @@ impl NativePskSession {
                     return;
                 }
                 let Some(hs) = self.hs.as_mut() else { return };
+                // Only when the peer's Finished is the next message expected.
+                if !matches!(hs.step, Step::ClientWaitFinished | Step::ServerWaitFinished) {
+                    return;
+                }
                 if let Some(key) = hs.pending_read.take() {
                     self.read_key = Some(key);
                     self.read_epoch = 1;
@@ -454,7 +475,10 @@ impl NativePskSession {
                     return;
                 }
                 let Some(frags) = messages::fragments(plain) else {
-                    self.fail(DtlsError::Engine("malformed handshake record".into()));
+                    // Unauthenticated garbage is dropped (RFC 6347 §4.1.2.7).
+                    if epoch != 0 {
+                        self.fail(DtlsError::Engine("malformed handshake record".into()));
+                    }
                     return;
                 };
                 for f in frags {
@@ -489,9 +513,9 @@ impl NativePskSession {
                     self.alert(1, NO_RENEGOTIATION);
                     return;
                 }
-                // The client's final flight again: ours was lost. Once per datagram (the
-                // flight has two handshake records).
-                (Role::Server, msg_type::CLIENT_KEY_EXCHANGE | msg_type::FINISHED) => {
+                // The client's final flight again: ours was lost. Only for its
+                // authenticated Finished, so spoofed plaintext cannot trigger it.
+                (Role::Server, msg_type::FINISHED) if epoch == 1 => {
                     if !std::mem::replace(&mut self.resent_in_datagram, true) {
                         self.resend_final_flight();
                     }
@@ -504,42 +528,55 @@ impl NativePskSession {
 
     fn on_fragment(&mut self, epoch: u16, f: &Fragment<'_>, retransmit: &mut bool) {
         let Some(hs) = self.hs.as_mut() else { return };
-        // Before the ServerHello the client takes the server's numbering as it comes
-        // (0 without a cookie exchange; after one, servers use 0 or 1).
-        if hs.step == Step::ClientWaitHello
-            && f.msg_type == msg_type::SERVER_HELLO
-            && f.message_seq.wrapping_add(1) >= hs.recv_seq
-        {
-            if hs
-                .reassembly
-                .as_ref()
-                .is_some_and(|r| r.message_seq != f.message_seq)
-            {
-                hs.reassembly = None;
-            }
-            hs.recv_seq = f.message_seq;
-            hs.peer_flight_start = f.message_seq;
-        }
-        if f.message_seq < hs.peer_flight_start {
-            // RFC 6347 §4.2.4: the peer retransmitted an older flight; ours was lost.
-            *retransmit = true;
+        // RFC 5246 §7.4.1.1: a HelloRequest during the handshake is ignored.
+        if f.msg_type == msg_type::HELLO_REQUEST {
             return;
         }
-        if f.message_seq < hs.recv_seq {
-            return; // a duplicate within the flight being received
-        }
-        if f.message_seq > hs.recv_seq {
-            return; // a later message out of order: dropped, the peer retransmits
-        }
-        match &mut hs.reassembly {
-            Some(r) => {
-                if !r.add(f) {
-                    self.fail(DtlsError::Engine("inconsistent handshake fragments".into()));
-                    return;
-                }
+        // The peer's Finished is the only protected handshake message, and always is.
+        let expected_epoch = u16::from(matches!(
+            hs.step,
+            Step::ClientWaitFinished | Step::ServerWaitFinished
+        ));
+        // Before the ServerHello the client takes the server's numbering: the expected
+        // value, or after a cookie exchange the one before it (servers use 0 or 1). It is
+        // adopted only once the ServerHello parses (`on_message`).
+        let hello = hs.step == Step::ClientWaitHello
+            && f.msg_type == msg_type::SERVER_HELLO
+            && epoch == 0
+            && (f.message_seq == hs.recv_seq
+                || (hs.hello_verifies > 0 && f.message_seq == hs.recv_seq.wrapping_sub(1)));
+        if !hello {
+            if f.message_seq < hs.peer_flight_start {
+                // RFC 6347 §4.2.4: the peer retransmitted an older flight; ours was lost.
+                *retransmit = true;
+                return;
             }
-            None => match Reassembly::new(f) {
+            if f.message_seq != hs.recv_seq {
+                // Below: a duplicate within the flight being received; above: a later
+                // message out of order, dropped (the peer retransmits).
+                return;
+            }
+            if epoch != expected_epoch {
+                return;
+            }
+        }
+        let added = hs
+            .reassembly
+            .as_mut()
+            .map(|r| (r.add_in(f, epoch), r.epoch));
+        match added {
+            Some((true, _)) => {}
+            // RFC 6347 §4.1.2.7: an unauthenticated fragment that contradicts the
+            // reassembly restarts it (a spoofed first fragment cannot block the
+            // peer's retransmissions); an authenticated one replaces an unauthenticated
+            // reassembly and is otherwise a protocol error.
+            Some((false, r_epoch)) if epoch != 0 && r_epoch == epoch => {
+                self.fail(DtlsError::Engine("inconsistent handshake fragments".into()));
+                return;
+            }
+            _ => match Reassembly::new_in(f, epoch) {
                 Some(r) => hs.reassembly = Some(r),
+                None if epoch == 0 => return,
                 None => {
                     self.fail(DtlsError::Engine("handshake message too long".into()));
                     return;
@@ -549,25 +586,35 @@ impl NativePskSession {
         let Some(r) = hs.reassembly.take_if(|r| r.complete().is_some()) else {
             return;
         };
-        hs.recv_seq = hs.recv_seq.wrapping_add(1);
+        let before = hs.recv_seq;
+        hs.recv_seq = r.message_seq.wrapping_add(1);
         let body = r.complete().unwrap_or_default().to_vec();
-        self.on_message(epoch, r.msg_type, r.message_seq, &body);
+        if !self.on_message(epoch, r.msg_type, r.message_seq, &body) {
+            // Ignored: the message number is still expected.
+            if let Some(hs) = self.hs.as_mut() {
+                hs.recv_seq = before;
+            }
+        }
     }
 
-    fn on_message(&mut self, epoch: u16, ty: u8, seq: u16, body: &[u8]) {
+    /// Handles one whole handshake message; `false` if it was ignored (unauthenticated
+    /// and malformed or unexpected: RFC 6347 §4.1.2.7), leaving the state unchanged.
+    fn on_message(&mut self, epoch: u16, ty: u8, seq: u16, body: &[u8]) -> bool {
         let Some(step) = self.hs.as_ref().map(|h| h.step) else {
-            return;
+            return false;
         };
-        let unexpected = || DtlsError::Engine(format!("unexpected handshake message {ty}"));
         match (step, ty) {
             (Step::ClientWaitHello, msg_type::HELLO_VERIFY_REQUEST) if epoch == 0 => {
                 let Some(cookie) = messages::parse_hello_verify_request(body) else {
-                    return self.fail(DtlsError::Engine("malformed HelloVerifyRequest".into()));
+                    return false;
                 };
-                let Some(hs) = self.hs.as_mut() else { return };
+                let Some(hs) = self.hs.as_mut() else {
+                    return false;
+                };
                 hs.hello_verifies += 1;
                 if hs.hello_verifies > 4 {
-                    return self.fail(DtlsError::Engine("too many HelloVerifyRequests".into()));
+                    self.fail(DtlsError::Engine("too many HelloVerifyRequests".into()));
+                    return true;
                 }
                 let cookie = cookie.to_vec();
                 // The flight timer is re-armed by `handle_datagram`, which knows `now`.
@@ -575,27 +622,34 @@ impl NativePskSession {
             }
             (Step::ClientWaitHello, msg_type::SERVER_HELLO) if epoch == 0 => {
                 let Some(sh) = messages::parse_server_hello(body) else {
-                    return self.fail(DtlsError::Engine("malformed ServerHello".into()));
+                    return false;
                 };
                 if sh.version != 0xfefd {
-                    return self.fail(DtlsError::ProtocolVersion);
+                    self.fail(DtlsError::ProtocolVersion);
+                    return true;
                 }
                 if sh.cipher_suite != PSK_AES128_CCM_8 || sh.compression != 0 {
-                    return self.fail(DtlsError::NoCommonCipherSuite);
+                    self.fail(DtlsError::NoCommonCipherSuite);
+                    return true;
                 }
                 if sh.bad_extension {
-                    return self.fail(DtlsError::Engine("unsolicited extension".into()));
+                    self.fail(DtlsError::Engine("unsolicited extension".into()));
+                    return true;
                 }
-                let Some(hs) = self.hs.as_mut() else { return };
+                let Some(hs) = self.hs.as_mut() else {
+                    return false;
+                };
                 hs.hash_message(ty, seq, body);
                 hs.server_random = sh.random;
                 hs.ems = sh.ems;
                 hs.step = Step::ClientWaitHelloDone;
+                // The server's numbering, adopted now that the ServerHello parsed.
+                hs.peer_flight_start = seq;
             }
             (Step::ClientWaitHelloDone, msg_type::SERVER_KEY_EXCHANGE) if epoch == 0 => {
                 // The identity hint (RFC 4279 §2); RFC 7925 §4.2: not relied upon.
                 if messages::parse_psk_identity_field(body).is_none() {
-                    return self.fail(DtlsError::Engine("malformed ServerKeyExchange".into()));
+                    return false;
                 }
                 if let Some(hs) = self.hs.as_mut() {
                     hs.hash_message(ty, seq, body);
@@ -603,13 +657,17 @@ impl NativePskSession {
             }
             (Step::ClientWaitHelloDone, msg_type::SERVER_HELLO_DONE) if epoch == 0 => {
                 if !body.is_empty() {
-                    return self.fail(DtlsError::Engine("malformed ServerHelloDone".into()));
+                    return false;
                 }
                 self.client_final_flight(ty, seq, body);
             }
             (Step::ClientWaitFinished, msg_type::FINISHED) if epoch == 1 => {
-                let Some(hs) = self.hs.as_ref() else { return };
-                let Some(master) = hs.master else { return };
+                let Some(hs) = self.hs.as_ref() else {
+                    return false;
+                };
+                let Some(master) = hs.master else {
+                    return false;
+                };
                 let expected = prf::verify_data(&master, false, &hs.transcript_hash());
                 if constant_time_eq(&expected, body) {
                     self.established();
@@ -618,13 +676,21 @@ impl NativePskSession {
                 }
             }
             (Step::ServerWaitKeyExchange, msg_type::CLIENT_KEY_EXCHANGE) if epoch == 0 => {
+                if messages::parse_psk_identity_field(body).is_none() {
+                    return false;
+                }
                 self.server_key_exchange(ty, seq, body);
             }
             (Step::ServerWaitFinished, msg_type::FINISHED) if epoch == 1 => {
                 self.server_finished(ty, seq, body);
             }
-            _ => self.fail(unexpected()),
+            // Unauthenticated and unexpected: dropped (RFC 6347 §4.1.2.7).
+            _ if epoch == 0 => return false,
+            _ => self.fail(DtlsError::Engine(format!(
+                "unexpected handshake message {ty}"
+            ))),
         }
+        true
     }
 
     /// Client: ServerHelloDone received; ClientKeyExchange, ChangeCipherSpec, Finished.
@@ -742,15 +808,47 @@ impl NativePskSession {
         self.established();
     }
 
-    /// Epoch-1 record failed to authenticate during the handshake: with a PSK that is a
-    /// wrong key (the peer's Finished cannot be read).
-    fn handshake_decrypt_failure(&mut self) {
-        let known = self.hs.as_ref().is_none_or(|h| h.identity_known);
-        self.fail(if known {
+    /// The error for a handshake that failed on the peer's Finished: with a PSK that is
+    /// a wrong key (or, server, an unknown identity).
+    fn key_mismatch(&self) -> DtlsError {
+        if self.hs.as_ref().is_none_or(|h| h.identity_known) {
             DtlsError::AuthenticationFailed
         } else {
             DtlsError::UnknownPskIdentity
-        });
+        }
+    }
+
+    /// An epoch-1 record failed to authenticate during the handshake. RFC 6347 §4.1.2.7:
+    /// it is dropped, since anyone can forge one. It is remembered: a handshake that then
+    /// times out reports the key mismatch, and a second Finished-sized record that fails
+    /// under another sequence number (the peer's retransmitted Finished) ends it at once.
+    /// So does one in the same datagram as the message that made us wait for the
+    /// Finished (`same_datagram`): whoever can forge that one can spoil the handshake
+    /// anyway, so failing there gives nothing new to an attacker.
+    fn handshake_decrypt_failure(
+        &mut self,
+        ty: u8,
+        sequence: u64,
+        len: usize,
+        same_datagram: bool,
+    ) {
+        let Some(hs) = self.hs.as_mut() else { return };
+        hs.decrypt_failed = true;
+        if ty != content_type::HANDSHAKE || len != FINISHED_RECORD_LEN {
+            return;
+        }
+        if same_datagram {
+            let error = self.key_mismatch();
+            return self.fail(error);
+        }
+        match hs.bad_finished_seq {
+            Some(first) if first != sequence => {
+                let error = self.key_mismatch();
+                self.fail(error);
+            }
+            Some(_) => {}
+            None => hs.bad_finished_seq = Some(sequence),
+        }
     }
 }
 
@@ -782,11 +880,17 @@ impl EngineSession for NativePskSession {
                             self.replay.accept(rec.sequence);
                             self.on_record(1, rec.content_type, &plain, &mut retransmit);
                         }
-                        // RFC 6347 §4.1.2.7: invalid records are dropped. During the
-                        // handshake the only protected record is the peer's Finished:
-                        // failing it means different keys.
+                        // RFC 6347 §4.1.2.7: invalid records are dropped (during the
+                        // handshake they are remembered: different keys).
                         None if self.state == State::Handshaking => {
-                            self.handshake_decrypt_failure();
+                            let step = self.hs.as_ref().map(|h| h.step);
+                            let same_datagram = step != step_before.map(|(s, _)| s);
+                            self.handshake_decrypt_failure(
+                                rec.content_type,
+                                rec.sequence,
+                                rec.fragment.len(),
+                                same_datagram,
+                            );
                         }
                         None => {}
                     }
@@ -802,6 +906,13 @@ impl EngineSession for NativePskSession {
             // A new flight went out.
             self.arm_timer(now);
         } else if retransmit {
+            // At most one resend per half retransmission timeout: the trigger is an
+            // unauthenticated packet, which anyone can send (RFC 6347 §4.2.4).
+            let Some(hs) = self.hs.as_mut() else { return };
+            if hs.last_resend.is_some_and(|t| now < t + hs.rto / 2) {
+                return;
+            }
+            hs.last_resend = Some(now);
             self.transmit_flight();
             self.arm_timer(now);
         }
@@ -814,11 +925,17 @@ impl EngineSession for NativePskSession {
         let Some(hs) = self.hs.as_mut() else { return };
         // The server's last flight is only resent when the client's comes again.
         if hs.retransmits >= hs.timings.retries {
-            self.finish(CloseReason::HandshakeTimeout);
+            if hs.decrypt_failed {
+                let error = self.key_mismatch();
+                self.fail(error);
+            } else {
+                self.finish(CloseReason::HandshakeTimeout);
+            }
             return;
         }
         hs.retransmits += 1;
         hs.rto = (hs.rto * 2).min(MAX_RTO);
+        hs.last_resend = Some(now);
         self.transmit_flight();
         self.arm_timer(now);
     }
@@ -858,6 +975,15 @@ impl EngineSession for NativePskSession {
             State::Connected => {
                 self.alert(1, AlertDescription::CLOSE_NOTIFY.0);
                 self.finish(reason);
+            }
+            // A handshake timing out after a Finished failed to authenticate: the keys
+            // differ (see `handshake_decrypt_failure`).
+            State::Handshaking
+                if matches!(reason, CloseReason::HandshakeTimeout)
+                    && self.hs.as_ref().is_some_and(|h| h.decrypt_failed) =>
+            {
+                let error = self.key_mismatch();
+                self.fail(error);
             }
             State::Handshaking => self.finish(reason),
         }
