@@ -504,17 +504,12 @@ async fn commit_loop(rd: Arc<Inner>) {
 impl Inner {
     /// The requester of `ctx` under the access policy: bound to the security identity
     /// the peer proved when there is one, else to its address (RFC 9176 §7.5). OSCORE
-    /// (end to end, RFC 8613) comes before DTLS (hop by hop): its context, as hex
-    /// `SENDER-ID` or `SENDER-ID/ID-CONTEXT`.
+    /// (end to end, RFC 8613) comes before DTLS (hop by hop): its context, named as
+    /// [`corium::OscoreIdentity`] displays it.
     fn policy_requester(&self, ctx: &RequestContext) -> Requester {
         let policy = self.config.access_policy;
         if let Some(oscore) = &ctx.oscore {
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-            let mut name = hex(&oscore.sender_id);
-            if let Some(c) = &oscore.id_context {
-                name.push('/');
-                name.push_str(&hex(c));
-            }
+            let name = oscore.to_string();
             return Requester::secured(ctx.peer, policy, SecurityKind::Oscore, &name);
         }
         match &ctx.security {

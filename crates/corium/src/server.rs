@@ -60,6 +60,21 @@ pub struct OscoreIdentity {
     pub id_context: Option<Arc<[u8]>>,
 }
 
+/// `SENDER-ID` or `SENDER-ID/ID-CONTEXT`, both in lowercase hex: a stable name for the
+/// context (e.g. an access-control key).
+impl fmt::Display for OscoreIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.sender_id
+            .iter()
+            .try_for_each(|b| write!(f, "{b:02x}"))?;
+        if let Some(c) = &self.id_context {
+            f.write_str("/")?;
+            c.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestContext")
